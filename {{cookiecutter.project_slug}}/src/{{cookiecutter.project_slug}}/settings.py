@@ -1,0 +1,55 @@
+"""Configuration read from the environment (and an optional, git-ignored ``.env`` file)."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
+
+
+def to_asyncpg_url(value: str | URL) -> URL:
+    """Parse a PostgreSQL URL and make it use the asyncpg driver.
+
+    ``postgres://`` and ``postgresql://`` URLs, as hosting providers hand them out, are accepted;
+    any other scheme (another database or driver) is refused with a message naming it.
+    """
+    url = make_url(value)
+    if url.drivername not in _POSTGRES_SCHEMES:
+        msg = f"expected a PostgreSQL URL (postgresql+asyncpg://...), got scheme {url.drivername!r}"
+        raise ValueError(msg)
+    return url.set(drivername="postgresql+asyncpg")
+
+
+def _normalise(value: str) -> str:
+    return to_asyncpg_url(value).render_as_string(hide_password=False)
+
+
+AsyncpgUrl = Annotated[str, AfterValidator(_normalise)]
+
+
+class Settings(BaseSettings):
+    """All settings of the service; each field is read from the upper-case environment variable."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # repr=False: the URLs may hold a password.
+    database_url: AsyncpgUrl = Field(repr=False)
+    """The application's connection (may go through a pooler)."""
+    migrations_database_url: AsyncpgUrl | None = Field(default=None, repr=False)
+    """Optional direct connection for Alembic (bypassing PgBouncer, say); else database_url."""
+    database_connect_timeout: float = Field(default=5.0, gt=0)
+    alembic_ini: Path = PROJECT_ROOT / "alembic.ini"
+
+    @property
+    def alembic_database_url(self) -> str:
+        return self.migrations_database_url or self.database_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

