@@ -24,7 +24,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await engine.dispose()
 
-    app = FastAPI(title={{ cookiecutter.project_name | jsonify }}, lifespan=lifespan)
+    app = FastAPI(
+        title="{{ cookiecutter.project_name }}",
+        lifespan=lifespan,
+    )
     register_error_handlers(app)
     register_routes(app)
     return app

