@@ -9,6 +9,7 @@ stopped when the last command using it ends.
 """
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,10 +36,12 @@ def main(argv: list[str]) -> int:
         env["DATABASE_URL"] = embedded_database_url()
         print(f"localdb: embedded PostgreSQL with data in {DATA_DIR}", file=sys.stderr)
     process = subprocess.Popen(command, env=env)
-    try:
-        return process.wait()
-    except KeyboardInterrupt:  # Ctrl-C reaches the child too; let it finish shutting down
-        return process.wait()
+
+    # The command shuts down first; the server stops when this process exits after it.
+    # Ctrl-C already reaches the command (same process group): don't send it a second one.
+    signal.signal(signal.SIGINT, lambda _signum, _frame: None)
+    signal.signal(signal.SIGTERM, lambda signum, _frame: process.send_signal(signum))
+    return process.wait()
 
 
 if __name__ == "__main__":
