@@ -33,7 +33,7 @@ PATHS_ONLY_FOR = {
 }
 
 VERSIONS_DIR = Path("migrations", "versions")
-_ID_LINE = re.compile(r"^(Revision ID|Revises|Create Date):.*$", re.MULTILINE)
+_CREATE_DATE = re.compile(r"^Create Date:.*$", re.MULTILINE)
 
 
 class HookError(Exception):
@@ -119,12 +119,7 @@ def refresh_revision_ids(versions: Path, now: datetime) -> dict[str, str]:
     old_id = re.compile("|".join(re.escape(old) for old in new_ids))
     for rev in revisions:
         text = rev.path.read_text(encoding="utf-8")
-        text = _ID_LINE.sub(
-            lambda line: f"Create Date: {now.isoformat(sep=' ')}"
-            if line.group(1) == "Create Date"
-            else line.group(0),
-            text,
-        )
+        text = _CREATE_DATE.sub(f"Create Date: {now.isoformat(sep=' ')}", text)
         text = old_id.sub(lambda match: new_ids[match.group(0)], text)
         rev.path.write_text(text, encoding="utf-8")
     return new_ids
@@ -178,7 +173,8 @@ def apply_migrations(root: Path, mode: str, environ: dict[str, str]) -> str:
 def main(answers: dict[str, str], root: Path) -> int:
     try:
         remove_unselected_paths(root, answers)
-        refresh_revision_ids(root / VERSIONS_DIR, datetime.now(timezone.utc).replace(microsecond=0))
+        now = datetime.now(timezone.utc).replace(microsecond=0)  # noqa: UP017 (hooks run on 3.10)
+        refresh_revision_ids(root / VERSIONS_DIR, now)
         chain = linear_chain(read_revisions(root / VERSIONS_DIR))
         print(f"migrations: {len(chain)} revisions in one line, head {chain[-1].revision}")
     except HookError as exc:

@@ -20,7 +20,8 @@ TEMPLATE = Path(__file__).resolve().parents[1]
 def load_hook(name: str) -> ModuleType:
     """Import hooks/<name>.py as a module; its Jinja only sits inside its __main__ block."""
     spec = importlib.util.spec_from_file_location(name, TEMPLATE / "hooks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.conftest import load_hook
+from tests.conftest import TEMPLATE, load_hook
 
 post_gen = load_hook("post_gen_project")
+TEMPLATE_VERSIONS = TEMPLATE / "{{cookiecutter.project_slug}}" / post_gen.VERSIONS_DIR
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,11 @@ SUPPORTED = [
     ),
     Combination(
         "short-slug-migrated-on-embedded",
-        {"project_name": "Ledger", "project_slug": "svc", "apply_migrations_after_render": "embedded"},
+        {
+            "project_name": "Ledger",
+            "project_slug": "svc",
+            "apply_migrations_after_render": "embedded",
+        },
     ),
     Combination(
         "long-slug-migrated-on-database-url",
@@ -163,11 +169,33 @@ def test_post_gen_hook_prepared_the_project(rendered: Rendered) -> None:
         for pattern in patterns:
             assert (rendered.path / pattern.format(slug=slug)).exists() == (chosen == value)
     chain = post_gen.linear_chain(post_gen.read_revisions(rendered.path / post_gen.VERSIONS_DIR))
-    assert len(chain) == 5
+    assert len(chain) == len(list(TEMPLATE_VERSIONS.glob("*.py")))
     assert not any(rev.revision.startswith("c0ffee") for rev in chain)
     log = rendered.run("git", "log", "--oneline")
     assert len(log.stdout.splitlines()) == 1
     assert rendered.run("git", "status", "--porcelain").stdout == ""
+
+
+def test_ci_workflow_runs_lint_tests_check_and_offline_sql(rendered: Rendered) -> None:
+    workflow = rendered.path / ".github" / "workflows" / "ci.yml"
+    if rendered.combination.answers.get("ci") == "none":
+        assert not workflow.exists()
+        return
+
+    steps = yaml.safe_load(workflow.read_text(encoding="utf-8"))["jobs"]["test"]["steps"]
+
+    commands = [step["run"] for step in steps if "run" in step]
+    assert commands == [
+        "uv sync",
+        "make lint",
+        "make test",
+        "make sql",
+        "make migrate check",
+        "make downgrade to=base migrate",
+    ]
+    for command in commands[1:]:
+        target = command.split()[1]
+        assert re.search(rf"^{target}:", (rendered.path / "Makefile").read_text(), re.MULTILINE)
 
 
 def test_rendered_project_passes_its_linters(rendered: Rendered) -> None:

@@ -81,7 +81,7 @@ def test_names_that_cannot_go_into_source_are_refused(name: str) -> None:
     ]
 
 
-@pytest.mark.parametrize("name", ["Café Orders", "Billing (EU) – v2", "n" * 80])
+@pytest.mark.parametrize("name", ["Café Orders", "Billing (EU) v2 ✓", "n" * 80])
 def test_names_with_any_other_characters_pass(name: str) -> None:
     assert pre_gen.validate(VALID | {"project_name": name, "project_slug": "svc"}) == []
 
@@ -184,7 +184,7 @@ def test_a_branch_is_reported(tmp_path: Path) -> None:
     revision_file(tmp_path, "0002_b", "b", "a")
     revision_file(tmp_path, "0003_c", "c", "a")
 
-    with pytest.raises(post_gen.HookError, match="branch after a: 0002_b.py, 0003_c.py"):
+    with pytest.raises(post_gen.HookError, match=r"branch after a: 0002_b\.py, 0003_c\.py"):
         post_gen.linear_chain(post_gen.read_revisions(tmp_path))
 
 
@@ -192,14 +192,14 @@ def test_an_unlinked_revision_is_reported(tmp_path: Path) -> None:
     revision_file(tmp_path, "0001_a", "a", None)
     revision_file(tmp_path, "0002_b", "b", "missing")
 
-    with pytest.raises(post_gen.HookError, match="not linked to the chain from base: 0002_b.py"):
+    with pytest.raises(post_gen.HookError, match=r"not linked to the chain from base: 0002_b\.py"):
         post_gen.linear_chain(post_gen.read_revisions(tmp_path))
 
 
 def test_a_file_without_revision_is_reported(tmp_path: Path) -> None:
     (tmp_path / "0001_a.py").write_text("x = 1\n", encoding="utf-8")
 
-    with pytest.raises(post_gen.HookError, match="0001_a.py: no revision assignment"):
+    with pytest.raises(post_gen.HookError, match=r"0001_a\.py: no revision assignment"):
         post_gen.read_revisions(tmp_path)
 
 

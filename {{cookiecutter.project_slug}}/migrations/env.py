@@ -6,6 +6,9 @@ Three ways in:
 - a connection handed in by a caller (tests, tools) through ``config.attributes["connection"]``,
   either a sync ``Connection`` or an ``AsyncEngine``;
 - otherwise an async engine (NullPool) on MIGRATIONS_DATABASE_URL, else DATABASE_URL.
+
+Online, every run holds the deploy lock (one deploy migrates at a time) and runs with
+lock_timeout and statement_timeout set; offline, the SQL starts with the same SET statements.
 """
 
 import asyncio
@@ -18,11 +21,16 @@ from alembic import context
 from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
 from pydantic import ValidationError
-from sqlalchemy import Connection, pool
+from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import {{ cookiecutter.project_slug }}.models
-from {{ cookiecutter.project_slug }}.settings import get_settings
+from {{ cookiecutter.project_slug }}.db.migration_helpers import (
+    deploy_lock,
+    deploy_lock_key,
+    set_timeouts,
+)
+from {{ cookiecutter.project_slug }}.settings import MigrationSettings, get_settings
 
 config = context.config
 log = logging.getLogger("alembic.env")
@@ -31,6 +39,7 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = {{ cookiecutter.project_slug }}.models.Base.metadata
+DEPLOY_LOCK_KEY = deploy_lock_key("{{ cookiecutter.project_slug }}:alembic")
 
 COMMON_OPTIONS: dict[str, Any] = {
     "target_metadata": target_metadata,
@@ -57,31 +66,63 @@ def refuse_empty_autogenerate(
         log.info("No change between the models and the database: no revision written.")
 
 
+def migration_settings() -> MigrationSettings:
+    """Limits from MIGRATION_* settings, overridden by ``-x name=value`` arguments."""
+    arguments = context.get_x_argument(as_dictionary=True)
+    overrides = {k: v for k, v in arguments.items() if k in MigrationSettings.model_fields}
+    try:
+        return MigrationSettings(**overrides)  # type: ignore[arg-type]  # validated here
+    except ValidationError as exc:
+        raise SystemExit(f"Invalid migration setting:\n{exc}") from None
+
+
 def run_migrations_offline() -> None:
+    limits = migration_settings()
     context.configure(
         dialect_name="postgresql",
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
+        migration_settings=limits,
         **COMMON_OPTIONS,
     )
     with context.begin_transaction():
+        # Session-wide, so they hold in every transaction of the script and outside them.
+        context.execute(text("SET lock_timeout = :value").bindparams(value=limits.lock_timeout))
+        context.execute(
+            text("SET statement_timeout = :value").bindparams(value=limits.statement_timeout)
+        )
         context.run_migrations()
 
 
-def do_run_migrations(connection: Connection) -> None:
+def do_run_migrations(connection: Connection, *, owned: bool = True) -> None:
+    limits = migration_settings()
+    set_timeouts(
+        connection, lock_timeout=limits.lock_timeout, statement_timeout=limits.statement_timeout
+    )
+    if owned:
+        # configure() must find no open transaction, or autocommit_block() cannot work.
+        connection.commit()
     context.configure(
         connection=connection,
         process_revision_directives=refuse_empty_autogenerate,
+        migration_settings=limits,
         **COMMON_OPTIONS,
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+def run_under_deploy_lock(connection: Connection) -> None:
+    with deploy_lock(
+        connection, DEPLOY_LOCK_KEY, wait_seconds=migration_settings().deploy_lock_wait
+    ):
+        do_run_migrations(connection)
 
 
 async def run_async_migrations(engine: AsyncEngine) -> None:
     try:
         async with engine.connect() as connection:
-            await connection.run_sync(do_run_migrations)
+            await connection.run_sync(run_under_deploy_lock)
     finally:
         # The engine's pooled connections belong to this event loop, which ends here.
         await engine.dispose()
@@ -102,7 +143,8 @@ def database_url() -> str:
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if isinstance(connectable, Connection):
-        do_run_migrations(connectable)
+        # The caller's connection, maybe inside the caller's transaction: no lock, no commit.
+        do_run_migrations(connectable, owned=False)
         return
     if not isinstance(connectable, AsyncEngine):
         connectable = create_async_engine(database_url(), poolclass=pool.NullPool)

@@ -9,8 +9,10 @@ import asyncio
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from alembic import command
@@ -23,6 +25,7 @@ from sqlalchemy.pool import NullPool
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT, to_asyncpg_url
 
 CreateDatabase = Callable[[], URL]
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +42,12 @@ def server_url() -> Iterator[URL]:
             yield to_asyncpg_url(server.get_uri())
         finally:
             server.cleanup()
+
+
+def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from sync code, even when called inside a running loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def _admin(server: URL, statement: str, database: str) -> None:
@@ -58,13 +67,13 @@ def create_database(server_url: URL) -> Iterator[CreateDatabase]:
 
     def create() -> URL:
         name = f"test_{{ cookiecutter.project_slug }}_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(server_url, "CREATE DATABASE {database}", name))
+        run_blocking(_admin(server_url, "CREATE DATABASE {database}", name))
         created.append(name)
         return server_url.set(database=name)
 
     yield create
     for name in created:
-        asyncio.run(_admin(server_url, "DROP DATABASE IF EXISTS {database} WITH (FORCE)", name))
+        run_blocking(_admin(server_url, "DROP DATABASE IF EXISTS {database} WITH (FORCE)", name))
 
 
 def alembic_config(connection: AsyncEngine | None = None) -> Config:
@@ -75,11 +84,15 @@ def alembic_config(connection: AsyncEngine | None = None) -> Config:
     return config
 
 
-def revision_at(index: int) -> str:
-    """The id of the index-th revision of the chain (0 is the first): ids change per project."""
+def revisions() -> list[str]:
+    """The revision ids from base to head: they differ in every rendered project."""
     script = ScriptDirectory.from_config(alembic_config())
-    chain = [rev.revision for rev in script.walk_revisions("base", "heads")]
-    return list(reversed(chain))[index]
+    return [rev.revision for rev in reversed(list(script.walk_revisions("base", "heads")))]
+
+
+def revision_at(index: int) -> str:
+    """The id of the index-th revision of the chain (0 is the first)."""
+    return revisions()[index]
 
 
 def migrate(url: URL, revision: str = "head") -> None:

@@ -1,32 +1,28 @@
 """Backfill users.slug in batches.
 
 Lesson: a data migration on a live table. One UPDATE of every row would lock them all and keep
-one long transaction open (bloat, replication lag) until it ends. Here rows are walked in
-keyset batches on the primary key, each batch its own transaction inside autocommit_block(),
-so row locks last one batch. Only rows whose slug IS NULL are touched and a slug depends on its
-row alone, so an interrupted run resumes where it stopped and ends with the same data.
-Batch size: ``alembic -x batch_size=N upgrade ...`` (default 1000).
+one long transaction open (bloat, replication lag) until it ends. backfill_in_batches walks the
+rows in keyset batches on the primary key, each batch its own short transaction, touching only
+rows whose slug IS NULL; a slug depends on its row alone, so an interrupted run resumes where
+it stopped and ends with the same data. ``alembic -x batch_size=N upgrade ...`` fixes the
+batch size; by default it adapts to keep each batch near 150 ms.
 
 Revision ID: c0ffee000003
 Revises: c0ffee000002
 Create Date: 2026-01-01 00:00:00+00:00
 """
 
-import logging
-import time
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
-from alembic import context, op
+from alembic import context
+
+from {{ cookiecutter.project_slug }}.db.backfill import backfill_in_batches
 
 revision: str = "c0ffee000003"
 down_revision: str | None = "c0ffee000002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-log = logging.getLogger(f"alembic.migration.{revision}")
-DEFAULT_BATCH_SIZE = 1000
 
 # The table as this revision sees it, not as the models see it today.
 users = sa.table(
@@ -43,39 +39,25 @@ _readable = sa.func.btrim(
 SLUG = sa.func.coalesce(sa.func.nullif(_readable, ""), "user") + "-" + sa.cast(users.c.id, sa.Text)
 
 
-def batch_size() -> int:
-    size = int(context.get_x_argument(as_dictionary=True).get("batch_size", DEFAULT_BATCH_SIZE))
-    if size < 1:
-        msg = f"-x batch_size must be a positive integer, got {size}"
+def batch_size() -> int | None:
+    given = context.get_x_argument(as_dictionary=True).get("batch_size")
+    if given is None:
+        return None
+    if not given.isdigit() or int(given) < 1:
+        msg = f"-x batch_size must be a positive integer, got {given!r}"
         raise ValueError(msg)
-    return size
-
-
-def batch_end(after: int, size: int) -> sa.Select[Any]:
-    """The highest id among the next ``size`` rows after ``after`` (None when none are left)."""
-    batch = sa.select(users.c.id).where(users.c.id > after).order_by(users.c.id).limit(size)
-    return sa.select(sa.func.max(batch.subquery().c.id))
+    return int(given)
 
 
 def upgrade() -> None:
-    missing = users.c.slug.is_(None)
-    if op.get_context().as_sql:
-        # Offline SQL cannot loop over query results: emit the change as one statement.
-        op.execute(users.update().where(missing).values(slug=SLUG))
-        return
-    size = batch_size()
-    with op.get_context().autocommit_block():
-        bind = op.get_bind()  # inside the block: the autocommit connection
-        total = bind.execute(sa.select(sa.func.count()).where(missing)).scalar_one()
-        log.info("users.slug: %d rows to fill, in batches of %d", total, size)
-        done, after, started = 0, 0, time.monotonic()
-        while (until := bind.execute(batch_end(after, size)).scalar()) is not None:
-            # In autocommit mode this UPDATE is a transaction of its own.
-            in_batch = users.c.id > after, users.c.id <= until, missing
-            done += bind.execute(users.update().where(*in_batch).values(slug=SLUG)).rowcount
-            after = until
-            rate = done / max(time.monotonic() - started, 1e-6)
-            log.info("users.slug: %d/%d rows, %.0f rows/s, up to id %d", done, total, rate, after)
+    backfill_in_batches(
+        users,
+        key=users.c.id,
+        values={"slug": SLUG},
+        pending=users.c.slug.is_(None),
+        label="users.slug",
+        batch_size=batch_size(),
+    )
 
 
 def downgrade() -> None:

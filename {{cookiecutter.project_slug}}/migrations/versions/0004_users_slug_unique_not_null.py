@@ -1,10 +1,9 @@
 """Make users.slug unique with a concurrent index, then NOT NULL.
 
-Lesson: building an index on a live table. A plain CREATE INDEX blocks every write to the
-table for the whole build; CREATE INDEX CONCURRENTLY lets writes go on. It cannot run inside a
-transaction, hence autocommit_block(). SET NOT NULL would scan the table under an ACCESS
-EXCLUSIVE lock; a CHECK constraint added NOT VALID and then validated (which only takes a
-SHARE UPDATE EXCLUSIVE lock) lets PostgreSQL skip that scan.
+Lesson: building an index on a live table, then constraining a column. A plain CREATE INDEX
+blocks every write for the whole build; create_index_concurrently lets writes go on, and heals
+a failed earlier build. SET NOT NULL alone would scan the table under an ACCESS EXCLUSIVE lock;
+add_not_null goes through a CHECK added NOT VALID, then validated, so traffic is never blocked.
 
 Revision ID: c0ffee000004
 Revises: c0ffee000003
@@ -15,26 +14,24 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from {{ cookiecutter.project_slug }}.db.migration_helpers import (
+    add_not_null,
+    create_index_concurrently,
+    drop_index_concurrently,
+    with_lock_retry,
+)
+
 revision: str = "c0ffee000004"
 down_revision: str | None = "c0ffee000003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-CHECK = "ck_users_slug_not_null"
-
 
 def upgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.create_index(
-            op.f("ix_users_slug"), "users", ["slug"], unique=True, postgresql_concurrently=True
-        )
-    op.create_check_constraint(op.f(CHECK), "users", "slug IS NOT NULL", postgresql_not_valid=True)
-    op.execute(f"ALTER TABLE users VALIDATE CONSTRAINT {CHECK}")
-    op.alter_column("users", "slug", nullable=False)
-    op.drop_constraint(op.f(CHECK), "users", type_="check")
+    create_index_concurrently("ix_users_slug", "users", ["slug"], unique=True)
+    add_not_null("users", "slug")
 
 
 def downgrade() -> None:
-    op.alter_column("users", "slug", nullable=True)
-    with op.get_context().autocommit_block():
-        op.drop_index(op.f("ix_users_slug"), table_name="users", postgresql_concurrently=True)
+    with_lock_retry(lambda: op.alter_column("users", "slug", nullable=True), table="users")
+    drop_index_concurrently("ix_users_slug", "users")

@@ -1,5 +1,6 @@
 """Configuration read from the environment (and an optional, git-ignored ``.env`` file)."""
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,7 @@ from sqlalchemy.engine import URL, make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
+_DURATION = re.compile(r"\d+(\.\d+)?\s*(us|ms|s|min|h|d)?")
 
 
 def to_asyncpg_url(value: str | URL) -> URL:
@@ -48,6 +50,38 @@ class Settings(BaseSettings):
     @property
     def alembic_database_url(self) -> str:
         return self.migrations_database_url or self.database_url
+
+
+def _postgres_duration(value: str) -> str:
+    if not _DURATION.fullmatch(value):
+        msg = f"expected a PostgreSQL duration such as 500ms, 5s, 10min or 0 (none), got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+PostgresDuration = Annotated[str, AfterValidator(_postgres_duration)]
+
+
+class MigrationSettings(BaseSettings):
+    """Limits for migrations: MIGRATION_LOCK_TIMEOUT etc., or ``alembic -x lock_timeout=2s``.
+
+    No database URL here: offline SQL (``alembic upgrade --sql``) needs these, not a database.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MIGRATION_", env_file=".env", extra="ignore")
+
+    lock_timeout: PostgresDuration = "5s"
+    """How long one DDL statement may wait for its lock before it gives up (and is retried)."""
+    statement_timeout: PostgresDuration = "10min"
+    """How long one statement of a migration may run."""
+    backfill_batch_timeout: PostgresDuration = "1min"
+    """How long one batch of a backfill may run."""
+    index_build_timeout: PostgresDuration = "2h"
+    """How long CREATE INDEX CONCURRENTLY may run."""
+    lock_attempts: int = Field(default=5, ge=1, le=50)
+    """Attempts of a DDL step whose lock is not granted, with exponential backoff between."""
+    deploy_lock_wait: float = Field(default=900.0, gt=0)
+    """Seconds a deploy waits for another deploy's migrations before giving up."""
 
 
 @lru_cache

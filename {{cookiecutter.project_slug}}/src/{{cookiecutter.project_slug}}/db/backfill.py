@@ -1,0 +1,143 @@
+"""Backfill a column of a live table in small, resumable batches.
+
+Problem: one ``UPDATE`` of every row holds its row locks and one transaction until it ends:
+writers to those rows wait, vacuum cannot clean up behind it, replicas lag, and a failure
+throws all the work away. The runner walks the table in keyset batches on its primary key,
+each batch one short transaction, touching only rows still ``pending``: stopped at any point
+(a crash, a deploy, ``kill -9``), it resumes where it was and nothing is done twice.
+"""
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy import Connection
+
+from {{ cookiecutter.project_slug }}.db.migration_helpers import migration_settings, timeouts
+
+log = logging.getLogger("alembic.backfill")
+
+
+@dataclass
+class Progress:
+    label: str
+    total: int
+    done: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+    longest_batch: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.done / max(time.monotonic() - self.started, 1e-6)
+
+    def line(self, batch_size: int) -> str:
+        remaining = max(self.total - self.done, 0)
+        eta = remaining / self.rate if self.rate > 0 else float("inf")
+        share = 100.0 * self.done / self.total if self.total else 100.0
+        return (
+            f"{self.label}: {self.done}/{self.total} rows ({share:.1f}%), {self.rate:.0f} rows/s,"
+            f" ETA {eta:.1f} s, next batch {batch_size}"
+        )
+
+
+@dataclass
+class KeysetBackfill:
+    """Set ``values`` on the rows of ``table`` matching ``pending``, batch by batch.
+
+    ``connection`` must be in autocommit mode, so that each UPDATE is a transaction of its own.
+    With ``target_seconds`` the batch size adapts (within ``min_size``..``max_size``) so that a
+    batch takes about that long; without it every batch has ``batch_size`` rows.
+    """
+
+    connection: Connection
+    table: sa.TableClause
+    key: sa.ColumnClause[Any]
+    values: Mapping[str, Any]
+    pending: sa.ColumnElement[bool]
+    label: str = "backfill"
+    batch_size: int = 1000
+    target_seconds: float | None = None
+    min_size: int = 100
+    max_size: int = 50_000
+    pause_seconds: float = 0.0
+
+    def _batch_end(self, after: Any) -> Any:
+        """The key of the last row of the next batch (None when no row is left)."""
+        batch = sa.select(self.key).order_by(self.key).limit(self.batch_size)
+        if after is not None:
+            batch = batch.where(self.key > after)
+        return self.connection.execute(sa.select(sa.func.max(batch.subquery().c[0]))).scalar()
+
+    def _resize(self, seconds: float) -> None:
+        if self.target_seconds is None or seconds <= 0:
+            return
+        factor = min(2.0, max(0.5, self.target_seconds / seconds))
+        self.batch_size = min(self.max_size, max(self.min_size, int(self.batch_size * factor)))
+
+    def run(self) -> Progress:
+        count = sa.select(sa.func.count()).select_from(self.table).where(self.pending)
+        progress = Progress(self.label, self.connection.execute(count).scalar_one())
+        log.info("%s: %d rows to fill, batches of %d", self.label, progress.total, self.batch_size)
+        after: Any = None
+        while True:
+            until = self._batch_end(after)
+            if until is None:
+                break
+            in_batch = [self.key <= until, self.pending]
+            if after is not None:
+                in_batch.append(self.key > after)
+            started = time.monotonic()
+            update = self.table.update().where(*in_batch).values(**self.values)
+            progress.done += self.connection.execute(update).rowcount
+            seconds = time.monotonic() - started
+            progress.batches += 1
+            progress.longest_batch = max(progress.longest_batch, seconds)
+            after = until
+            self._resize(seconds)
+            log.info("%s", progress.line(self.batch_size))
+            if self.pause_seconds:
+                time.sleep(self.pause_seconds)
+        return progress
+
+
+def backfill_in_batches(
+    table: sa.TableClause,
+    *,
+    key: sa.ColumnClause[Any],
+    values: Mapping[str, Any],
+    pending: sa.ColumnElement[bool],
+    label: str,
+    batch_size: int | None = None,
+    pause_seconds: float = 0.0,
+) -> Progress | None:
+    """Run a :class:`KeysetBackfill` from a migration.
+
+    With ``batch_size`` every batch has that many rows; without it the size adapts to keep each
+    batch near 150 ms. Each batch may run for MIGRATION_BACKFILL_BATCH_TIMEOUT. Offline
+    (``--sql``) there is nothing to loop over: the same change is emitted as one UPDATE.
+    """
+    context = op.get_context()
+    if context.as_sql:
+        op.execute(table.update().where(pending).values(**values))
+        return None
+    with (
+        context.autocommit_block(),
+        timeouts(statement_timeout=migration_settings().backfill_batch_timeout),
+    ):
+        runner = KeysetBackfill(
+            op.get_bind(),
+            table,
+            key,
+            values,
+            pending,
+            label=label,
+            batch_size=batch_size or 1000,
+            target_seconds=None if batch_size else 0.15,
+            pause_seconds=pause_seconds,
+        )
+        return runner.run()

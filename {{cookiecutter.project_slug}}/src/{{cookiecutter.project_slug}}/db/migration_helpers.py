@@ -1,0 +1,402 @@
+"""Helpers that keep migrations safe on a live PostgreSQL database.
+
+Each helper exists because of one way a migration hurts production; its docstring names it.
+They work on the Alembic context of the running migration (``op``), so a revision reads as a
+short recipe, and they also work offline (``alembic upgrade --sql``), where they emit the SQL.
+"""
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from {{ cookiecutter.project_slug }}.settings import MigrationSettings
+
+log = logging.getLogger("alembic.safety")
+T = TypeVar("T")
+
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of "canceling statement due to lock timeout"
+# Modes that conflict with the SHARE lock CREATE INDEX CONCURRENTLY waits for.
+WRITE_LOCK_MODES = (
+    "RowExclusiveLock",
+    "ShareUpdateExclusiveLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+)
+
+
+class MigrationSafetyError(RuntimeError):
+    """A migration step refused or gave up; the message says why and what to do."""
+
+
+# --- settings and timeouts ---------------------------------------------------------------------
+
+
+def migration_settings() -> MigrationSettings:
+    """The limits env.py resolved (settings, then ``-x`` arguments), or the defaults."""
+    configured = op.get_context().opts.get("migration_settings")
+    return configured if isinstance(configured, MigrationSettings) else MigrationSettings()
+
+
+def set_timeouts(connection: Connection, *, lock_timeout: str, statement_timeout: str) -> None:
+    """Set both limits for the session.
+
+    Session-wide on purpose: ``SET LOCAL`` lasts one transaction and does nothing in
+    autocommit mode, which is where backfills and concurrent index builds run.
+    """
+    connection.execute(
+        sa.select(
+            sa.func.set_config("lock_timeout", lock_timeout, False),
+            sa.func.set_config("statement_timeout", statement_timeout, False),
+        )
+    )
+
+
+@contextmanager
+def timeouts(
+    *, lock_timeout: str | None = None, statement_timeout: str | None = None
+) -> Iterator[None]:
+    """Other limits for one step (an index build, a batch), then the previous ones again."""
+    if op.get_context().as_sql:
+        yield
+        return
+    connection = op.get_bind()
+    previous = connection.execute(
+        sa.select(
+            sa.func.current_setting("lock_timeout"), sa.func.current_setting("statement_timeout")
+        )
+    ).one()
+    set_timeouts(
+        connection,
+        lock_timeout=lock_timeout or previous[0],
+        statement_timeout=statement_timeout or previous[1],
+    )
+    try:
+        yield
+    finally:
+        set_timeouts(connection, lock_timeout=previous[0], statement_timeout=previous[1])
+
+
+# --- waiting for locks -------------------------------------------------------------------------
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) == LOCK_NOT_AVAILABLE or "lock timeout" in str(exc)
+
+
+def describe_lock_holders(connection: Connection, table: str) -> str:
+    """Who holds a lock on ``table`` (pid, state, lock mode, query), for an error message."""
+    connection.execute(sa.select(sa.func.pg_stat_clear_snapshot()))
+    rows = connection.execute(
+        sa.text(
+            "SELECT a.pid, a.state, l.mode, left(a.query, 120) AS query"
+            " FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid"
+            " WHERE l.locktype = 'relation' AND l.relation = to_regclass(:table)"
+            " AND l.granted AND a.pid <> pg_backend_pid() ORDER BY a.xact_start"
+        ),
+        {"table": table},
+    ).all()
+    if not rows:
+        return "no lock holder visible any more"
+    return "; ".join(f"pid {r.pid} ({r.state}, {r.mode}): {r.query!r}" for r in rows)
+
+
+def _in_autocommit(connection: Connection) -> bool:
+    return connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+def with_lock_retry(step: Callable[[], T], *, table: str, attempts: int | None = None) -> T:
+    """Run a DDL step that needs a lock on ``table``, retrying when the lock is not granted.
+
+    Problem: a DDL statement queued behind a long transaction blocks every query that arrives
+    after it, so one slow report freezes the whole table. With lock_timeout the statement gives
+    up instead; this retries it with exponential backoff and jitter, ``attempts`` times in all,
+    then fails naming the sessions that held the lock. Inside a transaction each attempt runs
+    in a savepoint, so a timed-out attempt does not abort the migration's transaction.
+    """
+    context = op.get_context()
+    if context.as_sql:
+        return step()
+    connection = op.get_bind()
+    attempts = attempts or migration_settings().lock_attempts
+    for attempt in range(1, attempts + 1):
+        savepoint = None if _in_autocommit(connection) else connection.begin_nested()
+        try:
+            result = step()
+        except DBAPIError as exc:
+            if savepoint is not None:
+                savepoint.rollback()
+            if not is_lock_timeout(exc):
+                raise
+            holders = describe_lock_holders(connection, table)
+            log.warning(
+                "lock on %s not granted (attempt %d/%d): %s", table, attempt, attempts, holders
+            )
+            if attempt == attempts:
+                msg = (
+                    f"could not lock {table} after {attempts} attempts (lock_timeout"
+                    f" {migration_settings().lock_timeout} each); held by: {holders}."
+                    " Retry when that session is done, or end it (pg_terminate_backend)."
+                )
+                raise MigrationSafetyError(msg) from exc
+            time.sleep(min(8.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311
+        else:
+            if savepoint is not None:
+                savepoint.commit()
+            return result
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- the deploy lock ---------------------------------------------------------------------------
+
+
+def deploy_lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory lock key for ``name``."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@contextmanager
+def deploy_lock(connection: Connection, key: int, *, wait_seconds: float) -> Iterator[None]:
+    """Let one deploy at a time migrate this database; the others wait, then find it done.
+
+    Polls ``pg_try_advisory_lock`` and commits after every try instead of blocking in
+    ``pg_advisory_lock``: a session blocked there holds a snapshot, which CREATE INDEX
+    CONCURRENTLY in the lock holder waits for (a deadlock), and lock_timeout would cut the
+    wait short. No transaction is left open, so autocommit_block() keeps working.
+    """
+    deadline = time.monotonic() + wait_seconds
+    announced = False
+    while True:
+        acquired = connection.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one()
+        connection.commit()
+        if acquired:
+            break
+        if time.monotonic() > deadline:
+            msg = f"another deploy held the migration lock for over {wait_seconds:.0f} s"
+            raise MigrationSafetyError(msg)
+        if not announced:
+            log.info("another deploy is migrating this database: waiting for it")
+            announced = True
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+        connection.commit()
+
+
+# --- indexes -----------------------------------------------------------------------------------
+
+
+def refuse_broken_concurrent_builds(version: tuple[int, ...]) -> None:
+    """PostgreSQL 14.0 to 14.3 can build corrupt indexes CONCURRENTLY: refuse to run there."""
+    if version[:1] == (14,) and version < (14, 4):
+        msg = (
+            f"PostgreSQL {'.'.join(map(str, version))} can silently corrupt indexes built"
+            " CONCURRENTLY (fixed in 14.4): upgrade the server before running this migration"
+        )
+        raise MigrationSafetyError(msg)
+
+
+def _sessions_that_would_block_index_build(connection: Connection, table: str) -> list[str]:
+    """Idle-in-transaction sessions that CREATE INDEX CONCURRENTLY would wait for forever.
+
+    Measured on PostgreSQL 15: a session idle in a transaction blocks the build if it holds a
+    snapshot (REPEATABLE READ or SERIALIZABLE) or a write lock on the table; a READ COMMITTED
+    transaction that only read, or wrote elsewhere, does not.
+    """
+    connection.execute(sa.select(sa.func.pg_stat_clear_snapshot()))
+    rows = connection.execute(
+        sa.text(
+            "SELECT a.pid, left(a.query, 120) AS query FROM pg_stat_activity AS a"
+            " WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()"
+            " AND a.state LIKE 'idle in transaction%' AND (a.backend_xmin IS NOT NULL"
+            " OR EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.pid = a.pid"
+            " AND l.relation = to_regclass(:table) AND l.mode = ANY(:modes)))"
+        ),
+        {"table": table, "modes": list(WRITE_LOCK_MODES)},
+    ).all()
+    return [f"pid {row.pid}: {row.query!r}" for row in rows]
+
+
+def _existing_index(connection: Connection, name: str) -> sa.Row[tuple[bool, bool, str]] | None:
+    return connection.execute(
+        sa.text(
+            "SELECT i.indisvalid AS valid, i.indisunique AS is_unique,"
+            " pg_get_indexdef(i.indexrelid) AS definition"
+            " FROM pg_index AS i WHERE i.indexrelid = to_regclass(:name)"
+        ),
+        {"name": name},
+    ).one_or_none()
+
+
+def _create_index(
+    name: str, table: str, columns: Sequence[str], *, unique: bool, where: str | None
+) -> None:
+    op.create_index(
+        name,
+        table,
+        list(columns),
+        unique=unique,
+        postgresql_concurrently=True,
+        postgresql_where=sa.text(where) if where else None,
+    )
+
+
+def create_index_concurrently(
+    name: str,
+    table: str,
+    columns: Sequence[str],
+    *,
+    unique: bool = False,
+    where: str | None = None,
+) -> None:
+    """Build an index without blocking writes, and heal what a failed build left behind.
+
+    Problem: a plain CREATE INDEX blocks every write for the whole build. CONCURRENTLY does not,
+    but a failed concurrent build leaves an INVALID index that PostgreSQL keeps updating and
+    that ``IF NOT EXISTS`` then silently accepts. Here an invalid index of that name is dropped
+    (concurrently) and rebuilt; a valid one with another definition is an error; sessions idle
+    in a transaction that the build would wait for make it fail at once, naming them.
+    Call it outside ``autocommit_block()``: it opens its own.
+    """
+    settings = migration_settings()
+    context = op.get_context()
+    with context.autocommit_block():
+        if context.as_sql:
+            _create_index(name, table, columns, unique=unique, where=where)
+            return
+        connection = op.get_bind()
+        version = connection.dialect.server_version_info or ()
+        refuse_broken_concurrent_builds(tuple(part for part in version if isinstance(part, int)))
+        existing = _existing_index(connection, name)
+        if existing is not None and existing.valid:
+            wanted = f"({', '.join(columns)})"
+            if existing.is_unique != unique or wanted not in existing.definition:
+                msg = (
+                    f"index {name} exists with another definition: {existing.definition};"
+                    f" drop or rename it before creating {'unique ' if unique else ''}{name}"
+                    f" on {table} {wanted}"
+                )
+                raise MigrationSafetyError(msg)
+            log.info("index %s already exists and is valid: nothing to do", name)
+            return
+        if blockers := _sessions_that_would_block_index_build(connection, table):
+            msg = (
+                f"not building {name}: CREATE INDEX CONCURRENTLY would wait for sessions idle in"
+                f" a transaction: {'; '.join(blockers)}. End them, then re-run the migration."
+            )
+            raise MigrationSafetyError(msg)
+
+        def build() -> None:
+            if _existing_index(connection, name) is not None:  # invalid: see above
+                log.warning("index %s is INVALID (a failed earlier build): rebuilding it", name)
+                op.drop_index(name, table_name=table, postgresql_concurrently=True)
+            _create_index(name, table, columns, unique=unique, where=where)
+
+        with timeouts(statement_timeout=settings.index_build_timeout):
+            try:
+                with_lock_retry(build, table=table)
+            except DBAPIError as exc:
+                msg = (
+                    f"building {name} concurrently failed; the INVALID index it left is rebuilt"
+                    f" when the migration runs again: {exc.orig}"
+                )
+                raise MigrationSafetyError(msg) from exc
+
+
+def drop_index_concurrently(name: str, table: str) -> None:
+    """Drop an index without blocking the table's readers and writers."""
+    with op.get_context().autocommit_block():
+        op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
+
+
+# --- constraints -------------------------------------------------------------------------------
+
+
+def _quote(name: str) -> str:
+    return op.get_context().dialect.identifier_preparer.quote(name)
+
+
+def _validate(table: str, constraint: str) -> None:
+    # VALIDATE takes a SHARE UPDATE EXCLUSIVE lock: reads and writes go on during the scan.
+    op.execute(f"ALTER TABLE {_quote(table)} VALIDATE CONSTRAINT {_quote(constraint)}")
+
+
+def add_not_null(table: str, column: str) -> None:
+    """Make ``column`` NOT NULL without scanning the table under an exclusive lock.
+
+    Problem: ``ALTER COLUMN ... SET NOT NULL`` scans the whole table while holding ACCESS
+    EXCLUSIVE: no reads, no writes. Instead, each step committed on its own: a CHECK added NOT
+    VALID (instant), validated (scans, but under a lock that lets traffic through), then SET
+    NOT NULL, which PostgreSQL 12+ proves from the valid CHECK without scanning; the CHECK goes.
+    """
+    check = f"ck_{table}_{column}_not_null"
+    with op.get_context().autocommit_block():
+        with_lock_retry(
+            lambda: op.create_check_constraint(
+                op.f(check), table, f"{_quote(column)} IS NOT NULL", postgresql_not_valid=True
+            ),
+            table=table,
+        )
+        _validate(table, check)
+        with_lock_retry(lambda: op.alter_column(table, column, nullable=False), table=table)
+        with_lock_retry(lambda: op.drop_constraint(op.f(check), table, type_="check"), table=table)
+
+
+def add_foreign_key(
+    name: str,
+    source_table: str,
+    referent_table: str,
+    local_columns: Sequence[str],
+    remote_columns: Sequence[str],
+    *,
+    ondelete: str | None = None,
+) -> None:
+    """Add a foreign key without blocking both tables while every row is checked.
+
+    Problem: ADD FOREIGN KEY checks every existing row while holding locks that block writes to
+    both tables. Added NOT VALID it is instant and applies to new rows at once; VALIDATE then
+    checks the old rows in its own transaction under a lock that lets traffic through.
+    """
+    with op.get_context().autocommit_block():
+        with_lock_retry(
+            lambda: op.create_foreign_key(
+                name,
+                source_table,
+                referent_table,
+                list(local_columns),
+                list(remote_columns),
+                ondelete=ondelete,
+                postgresql_not_valid=True,
+            ),
+            table=source_table,
+        )
+        _validate(source_table, name)
+
+
+def add_unique_constraint(name: str, table: str, columns: Sequence[str]) -> None:
+    """Add a UNIQUE constraint whose index is built concurrently.
+
+    Problem: ADD CONSTRAINT ... UNIQUE builds its index while blocking writes. Build the index
+    CONCURRENTLY first, then attach it: ``ADD CONSTRAINT ... UNIQUE USING INDEX`` is instant.
+    """
+    create_index_concurrently(name, table, columns, unique=True)
+    with op.get_context().autocommit_block():
+        statement = (
+            f"ALTER TABLE {_quote(table)} ADD CONSTRAINT {_quote(name)}"
+            f" UNIQUE USING INDEX {_quote(name)}"
+        )
+        with_lock_retry(lambda: op.execute(statement), table=table)

@@ -1,0 +1,89 @@
+"""Unit tests of the migration helpers that need no Alembic run, on real PostgreSQL."""
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from sqlalchemy import URL, Connection, func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from {{ cookiecutter.project_slug }}.db.migration_helpers import (
+    MigrationSafetyError,
+    deploy_lock,
+    deploy_lock_key,
+    refuse_broken_concurrent_builds,
+    set_timeouts,
+)
+
+
+@pytest.fixture
+async def engine(create_database: Callable[[], URL]) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(create_database())
+    yield engine
+    await engine.dispose()
+
+
+@pytest.mark.parametrize("version", [(14, 0), (14, 3), (14, 3, 1)])
+def test_index_builds_are_refused_on_postgresql_14_0_to_14_3(version: tuple[int, ...]) -> None:
+    with pytest.raises(MigrationSafetyError, match=r"fixed in 14\.4"):
+        refuse_broken_concurrent_builds(version)
+
+
+@pytest.mark.parametrize("version", [(13, 9), (14, 4), (15, 0), (18, 1)])
+def test_index_builds_are_allowed_elsewhere(version: tuple[int, ...]) -> None:
+    refuse_broken_concurrent_builds(version)
+
+
+def test_deploy_lock_key_is_stable_and_per_name() -> None:
+    assert deploy_lock_key("a:alembic") == deploy_lock_key("a:alembic")
+    assert deploy_lock_key("a:alembic") != deploy_lock_key("b:alembic")
+    assert -(2**63) <= deploy_lock_key("a:alembic") < 2**63
+
+
+def _timeouts_after_autocommit_statements(connection: Connection) -> tuple[str, str]:
+    autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+    set_timeouts(autocommit, lock_timeout="1234ms", statement_timeout="42s")
+    autocommit.execute(text("SELECT 1"))  # a later transaction of its own
+    row = autocommit.execute(
+        select(func.current_setting("lock_timeout"), func.current_setting("statement_timeout"))
+    ).one()
+    return row[0], row[1]
+
+
+async def test_timeouts_hold_in_autocommit_mode(engine: AsyncEngine) -> None:
+    # SET LOCAL would have lasted one statement here; the helper's settings stay.
+    async with engine.connect() as connection:
+        settings = await connection.run_sync(_timeouts_after_autocommit_statements)
+
+    assert settings == ("1234ms", "42s")
+
+
+async def test_a_second_deploy_waits_for_the_lock_then_gives_up_clearly(
+    engine: AsyncEngine,
+) -> None:
+    key = deploy_lock_key("tests:alembic")
+
+    def try_to_migrate(connection: Connection) -> None:
+        with deploy_lock(connection, key, wait_seconds=0.5):
+            raise AssertionError("the lock was granted twice")
+
+    async with engine.connect() as first, engine.connect() as second:
+        await first.execute(select(func.pg_advisory_lock(key)))
+        with pytest.raises(MigrationSafetyError, match="another deploy held the migration lock"):
+            await second.run_sync(try_to_migrate)
+        in_transaction = await second.run_sync(lambda connection: connection.in_transaction())
+
+    assert in_transaction is False  # nothing left open by the wait
+
+
+async def test_deploy_lock_is_released_after_the_migration(engine: AsyncEngine) -> None:
+    key = deploy_lock_key("tests:alembic")
+
+    def migrate_then_report(connection: Connection) -> None:
+        with deploy_lock(connection, key, wait_seconds=1):
+            connection.execute(text("SELECT 1"))
+
+    async with engine.connect() as first, engine.connect() as second:
+        await first.run_sync(migrate_then_report)
+        acquired = (await second.execute(select(func.pg_try_advisory_lock(key)))).scalar_one()
+
+    assert acquired is True
