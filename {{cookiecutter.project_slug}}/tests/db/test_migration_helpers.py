@@ -3,11 +3,15 @@
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from sqlalchemy import URL, Connection, func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from {{ cookiecutter.project_slug }}.db.migration_helpers import (
     MigrationSafetyError,
+    add_unique_constraint,
     deploy_lock,
     deploy_lock_key,
     refuse_broken_concurrent_builds,
@@ -87,3 +91,33 @@ async def test_deploy_lock_is_released_after_the_migration(engine: AsyncEngine) 
         acquired = (await second.execute(select(func.pg_try_advisory_lock(key)))).scalar_one()
 
     assert acquired is True
+
+
+def _unique_code_on_a_table_with_rows(connection: Connection) -> list[tuple[str, str]]:
+    connection.execute(text("CREATE TABLE coupons (id bigint PRIMARY KEY, code text NOT NULL)"))
+    connection.execute(
+        text("INSERT INTO coupons SELECT g, 'c' || g FROM generate_series(1, 500) g")
+    )
+    connection.commit()  # the helper opens autocommit blocks: no transaction may be open
+    with Operations.context(MigrationContext.configure(connection)):
+        add_unique_constraint("uq_coupons_code", "coupons", ["code"])
+    rows = connection.execute(
+        text(
+            "SELECT c.contype::text, i.relname FROM pg_constraint AS c"
+            " JOIN pg_class AS i ON i.oid = c.conindid WHERE c.conname = 'uq_coupons_code'"
+        )
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+async def test_unique_constraint_is_attached_to_a_concurrently_built_index(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as connection:
+        constraint = await connection.run_sync(_unique_code_on_a_table_with_rows)
+        await connection.commit()
+
+        with pytest.raises(IntegrityError, match="uq_coupons_code"):
+            await connection.execute(text("INSERT INTO coupons VALUES (501, 'c1')"))
+
+    assert constraint == [("u", "uq_coupons_code")]

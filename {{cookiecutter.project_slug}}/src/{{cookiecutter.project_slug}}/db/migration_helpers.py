@@ -326,6 +326,19 @@ def drop_index_concurrently(name: str, table: str) -> None:
 # --- constraints -------------------------------------------------------------------------------
 
 
+def acknowledge_lint(rule: str, *, because: str) -> None:
+    """Waive one squawk rule for the next statement, saying why, in the offline SQL it lints.
+
+    Use it where a flagged operation is the safe step of a known procedure (the contract step
+    of a column removal, say), never to silence a finding nobody understood.
+    """
+    context = op.get_context()
+    if context.as_sql and context.impl.output_buffer is not None:
+        # Straight into the script: squawk wants the comment on the line above the statement,
+        # and static_output() would leave a blank line in between.
+        context.impl.output_buffer.write(f"-- {because}\n-- squawk-ignore {rule}\n")
+
+
 def _quote(name: str) -> str:
     return op.get_context().dialect.identifier_preparer.quote(name)
 
@@ -353,6 +366,7 @@ def add_not_null(table: str, column: str) -> None:
         )
         _validate(table, check)
         with_lock_retry(lambda: op.alter_column(table, column, nullable=False), table=table)
+        acknowledge_lint("ban-drop-constraint", because="NOT NULL now guarantees what it did")
         with_lock_retry(lambda: op.drop_constraint(op.f(check), table, type_="check"), table=table)
 
 
@@ -400,3 +414,50 @@ def add_unique_constraint(name: str, table: str, columns: Sequence[str]) -> None
             f" UNIQUE USING INDEX {_quote(name)}"
         )
         with_lock_retry(lambda: op.execute(statement), table=table)
+
+
+# --- renaming a column: expand and contract ----------------------------------------------------
+
+
+def _sync_names(table: str, old: str, new: str) -> tuple[str, str]:
+    name = f"{table}_sync_{old}_{new}"
+    return _quote(name), _quote(table)
+
+
+def keep_columns_in_step(table: str, old: str, new: str) -> None:
+    """Install a trigger that copies ``old`` to ``new`` and back, on insert and on update.
+
+    The expand step of a rename: while the previous release (writing ``old``) and the next one
+    (writing ``new``) serve traffic side by side, each sees the other's writes.
+    """
+    function, quoted_table = _sync_names(table, old, new)
+    o, n = _quote(old), _quote(new)
+    # One statement per op.execute: asyncpg refuses several in one string.
+    op.execute(
+        f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        "BEGIN\n"
+        "    IF TG_OP = 'INSERT' THEN\n"
+        f"        NEW.{n} := coalesce(NEW.{n}, NEW.{o});\n"
+        f"        NEW.{o} := coalesce(NEW.{o}, NEW.{n});\n"
+        f"    ELSIF NEW.{o} IS DISTINCT FROM OLD.{o} THEN\n"
+        f"        NEW.{n} := NEW.{o};\n"
+        f"    ELSIF NEW.{n} IS DISTINCT FROM OLD.{n} THEN\n"
+        f"        NEW.{o} := NEW.{n};\n"
+        "    END IF;\n"
+        "    RETURN NEW;\n"
+        "END\n"
+        "$$"
+    )
+    trigger = (
+        f"CREATE TRIGGER {function} BEFORE INSERT OR UPDATE ON {quoted_table}"
+        f" FOR EACH ROW EXECUTE FUNCTION {function}()"
+    )
+    with_lock_retry(lambda: op.execute(trigger), table=table)
+
+
+def stop_keeping_columns_in_step(table: str, old: str, new: str) -> None:
+    """Remove what :func:`keep_columns_in_step` installed (the contract step's first act)."""
+    function, quoted_table = _sync_names(table, old, new)
+    with_lock_retry(lambda: op.execute(f"DROP TRIGGER {function} ON {quoted_table}"), table=table)
+    acknowledge_lint("ban-drop-function", because="only the trigger dropped above called it")
+    op.execute(f"DROP FUNCTION {function}()")

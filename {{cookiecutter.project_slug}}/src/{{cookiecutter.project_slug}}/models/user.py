@@ -22,7 +22,7 @@ class User(Base):
     full_name: Mapped[str] = mapped_column(String(200))
     # "<slug_base>-<id>": unique by construction, stable once set.
     slug: Mapped[str] = mapped_column(String(240), unique=True, index=True)
-    phone: Mapped[str | None] = mapped_column(String(32))
+    phone_number: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )

@@ -1,0 +1,120 @@
+"""What each later lesson promises, checked on a real database at its revision."""
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from alembic import command
+from sqlalchemy import URL, Executable, Row, column, insert, table, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from tests.conftest import alembic_config, migrate, revision_at, run_blocking
+
+PHONE, EXPAND_RENAME, CONTRACT_RENAME, REVIEWER, TRIM = 5, 6, 7, 8, 9  # places in the chain
+users = table(
+    "users",
+    column("id"),
+    column("email"),
+    column("full_name"),
+    column("slug"),
+    column("phone"),
+    column("phone_number"),
+)
+
+
+def sql(
+    url: URL, statement: str | Executable, parameters: Mapping[str, Any] | None = None
+) -> list[Row[Any]]:
+    async def run() -> list[Row[Any]]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as connection:
+                query = text(statement) if isinstance(statement, str) else statement
+                result = await connection.execute(query, parameters)
+                return list(result.all()) if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    return run_blocking(run())
+
+
+def add_user(url: URL, email: str, **phones: str) -> int:
+    values = {"email": email, "full_name": "Test User", "slug": f"test-{email}", **phones}
+    return int(sql(url, insert(users).values(values).returning(users.c.id))[0].id)
+
+
+def phones(url: URL) -> dict[int, tuple[str | None, str | None]]:
+    return {row.id: (row.phone, row.phone_number) for row in sql(url, "SELECT * FROM users")}
+
+
+def test_rename_expand_copies_and_keeps_both_columns_in_step(
+    create_database: Callable[[], URL],
+) -> None:
+    url = create_database()
+    migrate(url, revision_at(PHONE))
+    before = add_user(url, "old@example.com", phone="+100")
+
+    migrate(url, revision_at(EXPAND_RENAME))
+    old_release = add_user(url, "a@example.com", phone="+111")  # writes the old column only
+    new_release = add_user(url, "b@example.com", phone_number="+222")  # the new one only
+    sql(url, "UPDATE users SET phone_number = '+333' WHERE id = :id", {"id": old_release})
+
+    assert phones(url) == {
+        before: ("+100", "+100"),
+        old_release: ("+333", "+333"),
+        new_release: ("+222", "+222"),
+    }
+
+
+def test_rename_contract_drops_the_old_column_and_downgrade_restores_it(
+    create_database: Callable[[], URL],
+) -> None:
+    url = create_database()
+    migrate(url, revision_at(CONTRACT_RENAME))
+    user = sql(
+        url,
+        "INSERT INTO users (email, full_name, slug, phone_number)"
+        " VALUES ('c@example.com', 'C', 'c', '+444') RETURNING id",
+    )[0].id
+    columns = "SELECT column_name FROM information_schema.columns WHERE table_name = 'users'"
+    assert "phone" not in {row.column_name for row in sql(url, columns)}
+
+    downgrade = alembic_config(create_async_engine(url, poolclass=NullPool))
+    command.downgrade(downgrade, revision_at(EXPAND_RENAME))
+
+    assert phones(url) == {user: ("+444", "+444")}
+
+
+def test_reviewer_foreign_key_ends_validated_with_set_null(
+    create_database: Callable[[], URL],
+) -> None:
+    url = create_database()
+    migrate(url, revision_at(REVIEWER))
+
+    rows = sql(
+        url,
+        "SELECT convalidated, confdeltype::text FROM pg_constraint"
+        " WHERE conname = 'fk_posts_reviewer_id_users'",
+    )
+
+    assert [(row.convalidated, row.confdeltype) for row in rows] == [(True, "n")]
+
+
+def test_titles_are_trimmed_in_batches(create_database: Callable[[], URL]) -> None:
+    url = create_database()
+    migrate(url, revision_at(REVIEWER))
+    author_row = (
+        "INSERT INTO users (email, full_name, slug) VALUES ('d@x.org', 'D', 'd') RETURNING id"
+    )
+    author = sql(url, author_row)[0].id
+    for title in ("  Hello  ", "Clean", "\tTabbed"):
+        sql(
+            url,
+            "INSERT INTO posts (author_id, title, body) VALUES (:author, :title, 'x')",
+            {"author": author, "title": title},
+        )
+
+    migrate(url, revision_at(TRIM))
+
+    titles = [row.title for row in sql(url, "SELECT title FROM posts ORDER BY id")]
+    assert titles == ["Hello", "Clean", "\tTabbed"]  # btrim trims spaces only, as written
