@@ -141,9 +141,18 @@ def test_a_manifest_path_missing_from_the_render_is_an_error(tmp_path: Path) -> 
 # --- post_gen_project: revision ids and the chain ---------------------------------------------
 
 
+def rendered_versions(into: Path) -> Path:
+    """The template's revisions as the post-gen hook finds them: with the slug rendered."""
+    into.mkdir()
+    for source in TEMPLATE_VERSIONS.glob("*.py"):
+        text = source.read_text(encoding="utf-8").replace("{{ cookiecutter.project_slug }}", "shop")
+        (into / source.name).write_text(text, encoding="utf-8")
+    return into
+
+
 @pytest.fixture
 def versions(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(TEMPLATE_VERSIONS, tmp_path / "versions"))
+    return rendered_versions(tmp_path / "versions")
 
 
 def test_fresh_ids_keep_the_chain_and_date_it(versions: Path) -> None:
@@ -164,8 +173,8 @@ def test_fresh_ids_keep_the_chain_and_date_it(versions: Path) -> None:
 
 
 def test_two_renders_share_no_revision_id(tmp_path: Path) -> None:
-    first = shutil.copytree(TEMPLATE_VERSIONS, tmp_path / "a")
-    second = shutil.copytree(TEMPLATE_VERSIONS, tmp_path / "b")
+    first = rendered_versions(tmp_path / "a")
+    second = rendered_versions(tmp_path / "b")
     now = datetime.now(UTC)
 
     ids_a = set(post_gen.refresh_revision_ids(first, now).values())
