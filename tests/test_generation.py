@@ -5,6 +5,7 @@ rendered, linted, migrated up, down and up again, and its own test suite run on 
 PostgreSQL; each bad answer must stop the render with the hook's message and leave nothing.
 """
 
+import json
 import os
 import re
 import shutil
@@ -243,6 +244,28 @@ def test_migrations_go_up_down_and_up_again(
     assert head not in rendered.make("current", **database)
     rendered.make("migrate", **database)
     assert f"{head} (head)" in rendered.make("current", **database)
+
+
+def test_benchmark_runs_at_20000_rows_with_the_same_data_for_every_strategy(
+    cookies_session: Any,
+    shared_env: dict[str, str],
+    create_database: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in shared_env.items():
+            patch.setenv(key, value)
+        result = cookies_session.bake(extra_context={"project_name": "Bench Service"})
+    assert result.exception is None, result.exception
+    project = Rendered(SUPPORTED[0], result.project_path, shared_env)
+    arguments = f"ARGS=--rows 20000 --orm-sample 500 --output {tmp_path}"
+
+    output = project.make("bench", arguments, DATABASE_URL=create_database())
+
+    assert "# Migration benchmark: 20,000 rows" in output
+    results = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))["results"]
+    assert len(results) == 7
+    assert all(row["data_ok"] for row in results), results
 
 
 @pytest.mark.parametrize(("answers", "message"), UNSUPPORTED, ids=lambda value: str(value))

@@ -9,7 +9,7 @@ each batch one short transaction, touching only rows still ``pending``: stopped 
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,8 @@ class KeysetBackfill:
     min_size: int = 100
     max_size: int = 50_000
     pause_seconds: float = 0.0
+    on_batch: Callable[[Progress], None] | None = None
+    """Called after each batch commits (a progress bar, a benchmark's bookkeeping)."""
 
     def _batch_end(self, after: Any) -> Any:
         """The key of the last row of the next batch (None when no row is left)."""
@@ -100,6 +102,8 @@ class KeysetBackfill:
             after = until
             self._resize(seconds)
             log.info("%s", progress.line(self.batch_size))
+            if self.on_batch is not None:
+                self.on_batch(progress)
             if self.pause_seconds:
                 time.sleep(self.pause_seconds)
         return progress

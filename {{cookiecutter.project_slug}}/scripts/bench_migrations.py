@@ -1,0 +1,504 @@
+"""Measure backfill and index strategies on your PostgreSQL, with live traffic, in one run.
+
+    python scripts/bench_migrations.py [--rows 1000000] [--batch-size 5000]
+        [--strategies single-update,keyset-fixed,...] [--database-url URL]
+        [--output DIR] [--plot] [--orm-sample 2000]
+
+Each strategy gets a fresh scratch table (``bench_items``, dropped at the end) and fills its
+``doubled`` column from ``n``, while a second connection updates random rows every few
+milliseconds, as an application would. Reported: wall time, rows/s, the ratio to one plain
+UPDATE measured in the same run, the longest single transaction, and the writer's latency
+(p50 / p99 / max) against its latency with no migration running. Then plain CREATE INDEX
+against CREATE INDEX CONCURRENTLY under the same writer. Every strategy's data is checked.
+The ORM row-by-row loop runs on ``--orm-sample`` rows and is extrapolated (marked so).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session
+from tqdm import tqdm
+
+from {{ cookiecutter.project_slug }}.db.backfill import KeysetBackfill, Progress
+from {{ cookiecutter.project_slug }}.settings import to_asyncpg_url
+
+FILL_CHUNK = 200_000
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+metadata = sa.MetaData()
+items = sa.Table(
+    "bench_items",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("doubled", sa.Integer),
+    sa.Column("payload", sa.Text, nullable=False, server_default="payload"),
+)
+WRITE = "UPDATE bench_items SET n = n WHERE id = $1"
+
+
+class Item(_Base):
+    """The scratch table, mapped for the ORM loop."""
+
+    __table__ = items
+    id: Mapped[int]
+    n: Mapped[int]
+    doubled: Mapped[int | None]
+
+
+@dataclass
+class Latencies:
+    """What the concurrent writer saw: (seconds since start, latency in seconds) per write."""
+
+    samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def stats_ms(self) -> dict[str, float]:
+        values = sorted(latency * 1000 for _, latency in self.samples)
+        if not values:
+            return {"writes": 0, "p50": 0.0, "p99": 0.0, "max": 0.0}
+        p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+        return {
+            "writes": len(values),
+            "p50": statistics.median(values),
+            "p99": p99,
+            "max": values[-1],
+        }
+
+
+@dataclass
+class Result:
+    strategy: str
+    kind: str
+    seconds: float
+    rows: int
+    longest_transaction_s: float
+    writer_ms: dict[str, float]
+    data_ok: bool
+    note: str = ""
+    writer_samples: list[tuple[float, float]] = field(default_factory=list, repr=False)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+class Writer:
+    """A second connection updating random rows while a strategy runs, timing each write."""
+
+    def __init__(self, dsn: str, rows: int, pause: float = 0.005) -> None:
+        self.dsn, self.rows, self.pause = dsn, rows, pause
+        self.latencies = Latencies()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        connection = await asyncpg.connect(self.dsn)
+        chooser = random.Random(7)  # noqa: S311 (a workload, not a secret)
+        started = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                before = time.monotonic()
+                await connection.execute(WRITE, chooser.randint(1, self.rows))
+                after = time.monotonic()
+                self.latencies.samples.append((before - started, after - before))
+                await asyncio.sleep(self.pause)
+        finally:
+            await connection.close()
+
+    def __enter__(self) -> "Writer":
+        self._thread.start()
+        time.sleep(0.2)  # let it connect and reach its rhythm
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# --- the scratch table -------------------------------------------------------------------------
+
+
+@contextmanager
+def autocommit(connection: Connection) -> Iterator[Connection]:
+    """The connection with every statement its own transaction, as migrations' batches run."""
+    connection.commit()
+    level = connection.get_isolation_level()
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        yield connection
+    finally:
+        connection.commit()
+        connection.execution_options(isolation_level=level)
+
+
+def create_table(connection: Connection, rows: int) -> None:
+    items.drop(connection, checkfirst=True)
+    items.create(connection)
+    with tqdm(total=rows, desc="  filling", unit="row", leave=False, file=sys.stderr) as bar:
+        for start in range(0, rows, FILL_CHUNK):
+            count = min(FILL_CHUNK, rows - start)
+            numbers = sa.select(sa.func.generate_series(start + 1, start + count))
+            connection.execute(sa.insert(items).from_select(["n"], numbers))
+            bar.update(count)
+    with autocommit(connection):
+        table = connection.dialect.identifier_preparer.format_table(items)
+        connection.execute(sa.text(f"VACUUM ANALYZE {table}"))
+
+
+def wrong_rows(connection: Connection, scope: int) -> int:
+    query = sa.select(sa.func.count()).where(
+        items.c.id <= scope, items.c.doubled.is_distinct_from(items.c.n * 2)
+    )
+    wrong = int(connection.execute(query).scalar_one())
+    connection.commit()
+    return wrong
+
+
+# --- strategies: each returns (rows done, longest transaction in seconds, note) ----------------
+
+StrategyFn = Callable[[Connection, argparse.Namespace], tuple[int, float, str]]
+
+
+def single_update(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
+    started = time.monotonic()
+    done = connection.execute(
+        items.update().where(items.c.doubled.is_(None)).values(doubled=items.c.n * 2)
+    ).rowcount
+    connection.commit()
+    return done, time.monotonic() - started, "one transaction"
+
+
+def _keyset(
+    connection: Connection, args: argparse.Namespace, target: float | None
+) -> tuple[int, float, str]:
+    bar = tqdm(total=args.rows, desc="  batches", unit="row", leave=False, file=sys.stderr)
+    with bar, autocommit(connection):
+
+        def advance(progress: Progress) -> None:
+            bar.update(progress.done - bar.n)
+
+        runner = KeysetBackfill(
+            connection,
+            items,
+            items.c.id,
+            {"doubled": items.c.n * 2},
+            items.c.doubled.is_(None),
+            label="bench_items.doubled",
+            batch_size=args.batch_size,
+            target_seconds=target,
+            on_batch=advance,
+        )
+        progress = runner.run()
+    return progress.done, progress.longest_batch, f"{progress.batches} batches"
+
+
+def keyset_fixed(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
+    return _keyset(connection, args, target=None)
+
+
+def keyset_adaptive(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
+    return _keyset(connection, args, target=0.15)
+
+
+def limit_loop(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
+    """The loop many guides teach: it rescans the already-filled prefix on every batch."""
+    pending = sa.select(items.c.id).where(items.c.doubled.is_(None)).limit(args.batch_size)
+    update = items.update().where(items.c.id.in_(pending)).values(doubled=items.c.n * 2)
+    done, longest, batches = 0, 0.0, 0
+    bar = tqdm(total=args.rows, desc="  batches", unit="row", leave=False, file=sys.stderr)
+    with bar, autocommit(connection):
+        while True:
+            started = time.monotonic()
+            count = connection.execute(update).rowcount
+            longest = max(longest, time.monotonic() - started)
+            if count == 0:
+                break
+            done, batches = done + count, batches + 1
+            bar.update(count)
+    return done, longest, f"{batches} batches"
+
+
+def orm_loop(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
+    """Row by row through the ORM, a commit per row; run on a sample only."""
+    sample = min(args.orm_sample, args.rows)
+    longest = 0.0
+    with Session(bind=connection) as session:
+        query = sa.select(Item).where(Item.doubled.is_(None)).order_by(Item.id).limit(sample)
+        for item in tqdm(session.scalars(query).all(), desc="  rows", leave=False, file=sys.stderr):
+            started = time.monotonic()
+            item.doubled = item.n * 2
+            session.commit()
+            longest = max(longest, time.monotonic() - started)
+    return sample, longest, f"extrapolated from {sample} rows"
+
+
+def create_index_on_n(connection: Connection, *, concurrently: bool) -> sa.TextClause:
+    quote = connection.dialect.identifier_preparer.quote
+    table = connection.dialect.identifier_preparer.format_table(items)
+    how = "CONCURRENTLY " if concurrently else ""
+    return sa.text(f"CREATE INDEX {how}{quote('ix_bench_n')} ON {table} ({quote('n')})")
+
+
+def index_plain(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
+    started = time.monotonic()
+    connection.execute(create_index_on_n(connection, concurrently=False))
+    connection.commit()
+    return args.rows, time.monotonic() - started, "blocks writes"
+
+
+def index_concurrent(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
+    with autocommit(connection):
+        started = time.monotonic()
+        connection.execute(create_index_on_n(connection, concurrently=True))
+    return args.rows, time.monotonic() - started, "writes go on"
+
+
+STRATEGIES: dict[str, tuple[str, StrategyFn]] = {
+    "single-update": ("backfill", single_update),
+    "keyset-fixed": ("backfill", keyset_fixed),
+    "keyset-adaptive": ("backfill", keyset_adaptive),
+    "limit-loop": ("backfill", limit_loop),
+    "orm-loop": ("backfill", orm_loop),
+    "index-plain": ("index", index_plain),
+    "index-concurrent": ("index", index_concurrent),
+}
+
+
+# --- running and reporting ---------------------------------------------------------------------
+
+
+def measure(connection: Connection, dsn: str, args: argparse.Namespace, name: str) -> Result:
+    kind, strategy = STRATEGIES[name]
+    create_table(connection, args.rows)
+    with Writer(dsn, args.rows) as writer:
+        started = time.monotonic()
+        done, longest, note = strategy(connection, args)
+        seconds = time.monotonic() - started
+    scope = done if name == "orm-loop" else args.rows
+    if name == "orm-loop":  # extrapolate the sample to the whole table
+        seconds, done = seconds * args.rows / done, args.rows
+    data_ok = kind == "index" or wrong_rows(connection, scope) == 0
+    if name == "single-update":
+        longest = seconds
+    return Result(
+        name,
+        kind,
+        seconds,
+        done,
+        longest,
+        writer.latencies.stats_ms(),
+        data_ok,
+        note,
+        writer.latencies.samples,
+    )
+
+
+def idle_writer(connection: Connection, dsn: str, args: argparse.Namespace) -> Latencies:
+    create_table(connection, args.rows)
+    with Writer(dsn, args.rows) as writer:
+        time.sleep(args.idle_seconds)
+    return writer.latencies
+
+
+def report(header: dict[str, Any], idle: dict[str, float], results: list[Result]) -> str:
+    baseline = next((r for r in results if r.strategy == "single-update"), None)
+    lines = [
+        f"# Migration benchmark: {header['rows']:,} rows",
+        "",
+        f"PostgreSQL {header['postgresql']} · {header['cores']} cores · batch size"
+        f" {header['batch_size']} · {header['date']}",
+        "",
+        f"Writer with no migration running: p50 {idle['p50']:.1f} ms, p99 {idle['p99']:.1f} ms,"
+        f" max {idle['max']:.1f} ms ({int(idle['writes'])} writes)",
+        "",
+        "| strategy | wall s | rows/s | x single UPDATE | longest tx ms | writer p50 / p99 / max ms"
+        " | data | note |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |",
+    ]
+    for r in (r for r in results if r.kind == "backfill"):
+        ratio = r.rows_per_second / baseline.rows_per_second if baseline else float("nan")
+        w = r.writer_ms
+        lines.append(
+            f"| {r.strategy} | {r.seconds:.2f} | {r.rows_per_second:,.0f} | {ratio:.2f} |"
+            f" {r.longest_transaction_s * 1000:.0f} | {w['p50']:.1f} / {w['p99']:.1f} /"
+            f" {w['max']:.1f} | {'ok' if r.data_ok else 'WRONG'} | {r.note} |"
+        )
+    indexes = [r for r in results if r.kind == "index"]
+    if indexes:
+        lines += ["", "| index build | build s | writer p50 / p99 / max ms | note |"]
+        lines.append("| --- | ---: | --- | --- |")
+        for r in indexes:
+            w = r.writer_ms
+            lines.append(
+                f"| {r.strategy} | {r.seconds:.2f} | {w['p50']:.1f} / {w['p99']:.1f} /"
+                f" {w['max']:.1f} | {r.note} |"
+            )
+    lines += ["", "Targets:", *targets(idle, {r.strategy: r for r in results})]
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(value: float, target: float, *, at_most: bool) -> str:
+    met = value <= target if at_most else value >= target
+    return "met" if met else f"MISSED by {abs(value - target):.2f}"
+
+
+def targets(idle: dict[str, float], by_name: dict[str, Result]) -> list[str]:
+    """The template's claims, checked against this run's figures."""
+    lines = []
+    single, keyset = by_name.get("single-update"), by_name.get("keyset-fixed")
+    if single and keyset:
+        ratio = keyset.rows_per_second / single.rows_per_second
+        longest = keyset.longest_transaction_s * 1000
+        lines.append(
+            f"- keyset throughput {ratio:.2f}x single UPDATE (target >= 0.9x):"
+            f" {_verdict(ratio, 0.9, at_most=False)}; longest transaction {longest:.0f} ms"
+            f" (target <= 200 ms): {_verdict(longest, 200, at_most=True)}"
+        )
+    if keyset and (loop := by_name.get("limit-loop")):
+        speedup = keyset.rows_per_second / loop.rows_per_second
+        lines.append(
+            f"- keyset {speedup:.2f}x faster than the LIMIT loop (target >= 10x at 10 M rows):"
+            f" {_verdict(speedup, 10, at_most=False)}"
+        )
+    if keyset and idle["p99"]:
+        ratio = keyset.writer_ms["p99"] / idle["p99"]
+        lines.append(
+            f"- writer p99 during the keyset backfill {ratio:.2f}x idle (target <= 2x):"
+            f" {_verdict(ratio, 2, at_most=True)}"
+        )
+    if concurrent := by_name.get("index-concurrent"):
+        worst = concurrent.writer_ms["max"]
+        plain = by_name.get("index-plain")
+        stall = f"; plain CREATE INDEX: {plain.writer_ms['max']:.1f} ms" if plain else ""
+        lines.append(
+            f"- writer max during CREATE INDEX CONCURRENTLY {worst:.1f} ms (target <= 50 ms):"
+            f" {_verdict(worst, 50, at_most=True)}{stall}"
+        )
+    return lines
+
+
+def plot(results: list[Result], path: Path) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+    except ImportError:
+        return "--plot needs matplotlib: uv add --dev matplotlib"
+    figure, axis = pyplot.subplots(figsize=(10, 5))
+    for r in results:
+        axis.plot(
+            [t for t, _ in r.writer_samples],
+            [ms * 1000 for _, ms in r.writer_samples],
+            label=r.strategy,
+            linewidth=0.8,
+        )
+    axis.set(xlabel="seconds into the strategy", ylabel="writer latency (ms)", yscale="log")
+    axis.legend()
+    figure.savefig(path, dpi=120)
+    return f"plot written to {path}"
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument("--output", type=Path)
+    parser.add_argument("--plot", action="store_true")
+    parser.add_argument("--orm-sample", type=int, default=2000)
+    parser.add_argument("--idle-seconds", type=float, default=2.0)
+    args = parser.parse_args(argv)
+    args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if unknown := [s for s in args.strategies if s not in STRATEGIES]:
+        parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    if not args.database_url:
+        parser.error("give --database-url or set DATABASE_URL (make bench does)")
+    if args.rows < 1 or args.batch_size < 1 or args.orm_sample < 1:
+        parser.error("--rows, --batch-size and --orm-sample must be positive")
+    return args
+
+
+def run(connection: Connection, dsn: str, args: argparse.Namespace) -> dict[str, Any]:
+    header = {
+        "rows": args.rows,
+        "batch_size": args.batch_size,
+        "cores": os.cpu_count(),
+        "postgresql": connection.execute(sa.text("SHOW server_version")).scalar_one(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    connection.commit()
+    try:
+        print("writer alone (no migration)...", file=sys.stderr)
+        idle = idle_writer(connection, dsn, args).stats_ms()
+        results = []
+        for name in args.strategies:
+            print(f"{name}...", file=sys.stderr)
+            results.append(measure(connection, dsn, args, name))
+    finally:
+        connection.rollback()
+        items.drop(connection, checkfirst=True)
+        connection.commit()
+    return {"header": header, "idle": idle, "results": results}
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    url = to_asyncpg_url(args.database_url)
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def go() -> dict[str, Any]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(run, dsn, args)
+        finally:
+            await engine.dispose()
+
+    outcome = asyncio.run(go())
+    results: list[Result] = outcome["results"]
+    table = report(outcome["header"], outcome["idle"], results)
+    print(table)
+    if args.output:
+        args.output.mkdir(parents=True, exist_ok=True)
+        (args.output / "bench.md").write_text(table, encoding="utf-8")
+        document = {
+            "header": outcome["header"],
+            "idle_writer_ms": outcome["idle"],
+            "results": [
+                asdict(r) | {"rows_per_second": r.rows_per_second, "writer_samples": None}
+                for r in results
+            ],
+        }
+        (args.output / "bench.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
+        if args.plot:
+            print(plot(results, args.output / "writer_latency.png"), file=sys.stderr)
+    elif args.plot:
+        print("--plot writes into --output DIR: give one", file=sys.stderr)
+    return 0 if all(r.data_ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
