@@ -22,8 +22,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session
 from tqdm import tqdm
 
 from {{ cookiecutter.project_slug }}.db.backfill import KeysetBackfill, Progress
+from {{ cookiecutter.project_slug }}.db.migration_helpers import autocommit
 from {{ cookiecutter.project_slug }}.settings import to_asyncpg_url
 
 FILL_CHUNK = 200_000
@@ -137,19 +137,6 @@ class Writer:
 
 
 # --- the scratch table -------------------------------------------------------------------------
-
-
-@contextmanager
-def autocommit(connection: Connection) -> Iterator[Connection]:
-    """The connection with every statement its own transaction, as migrations' batches run."""
-    connection.commit()
-    level = connection.get_isolation_level()
-    connection.execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        yield connection
-    finally:
-        connection.commit()
-        connection.execution_options(isolation_level=level)
 
 
 def create_table(connection: Connection, rows: int) -> None:

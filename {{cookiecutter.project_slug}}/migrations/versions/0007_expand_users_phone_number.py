@@ -6,7 +6,8 @@ the deploy the old release still runs and every query it sends naming ``phone`` 
 expand (this revision): add the new column, copy the data in batches, and keep both columns in
 step with a trigger while old and new releases run side by side; migrate reads (the release
 that ships this reads and writes phone_number only); contract (revision 0008, in a later
-deploy): drop the trigger and the old column.
+deploy): drop the trigger and the old column. The batched copy commits what came before it,
+so every step here is written to be run again (``if_not_exists``, idempotent helpers).
 
 Revision ID: c0ffee000007
 Revises: c0ffee000006
@@ -37,7 +38,9 @@ users = sa.table(
 
 def upgrade() -> None:
     with_lock_retry(
-        lambda: op.add_column("users", sa.Column("phone_number", sa.String(32), nullable=True)),
+        lambda: op.add_column(
+            "users", sa.Column("phone_number", sa.String(32), nullable=True), if_not_exists=True
+        ),
         table="users",
     )
     keep_columns_in_step("users", "phone", "phone_number")
@@ -52,4 +55,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     stop_keeping_columns_in_step("users", "phone", "phone_number")
-    with_lock_retry(lambda: op.drop_column("users", "phone_number"), table="users")
+    with_lock_retry(lambda: op.drop_column("users", "phone_number", if_exists=True), table="users")

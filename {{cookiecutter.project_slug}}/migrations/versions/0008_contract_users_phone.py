@@ -43,7 +43,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Back to the expanded state of 0007: both columns, kept in step by the trigger."""
     with_lock_retry(
-        lambda: op.add_column("users", sa.Column("phone", sa.String(32), nullable=True)),
+        lambda: op.add_column(
+            "users", sa.Column("phone", sa.String(32), nullable=True), if_not_exists=True
+        ),
         table="users",
     )
     keep_columns_in_step("users", "phone", "phone_number")

@@ -5,7 +5,8 @@ holding locks that block writes to both tables. add_foreign_key adds it NOT VALI
 enforced for new rows at once), then VALIDATE checks the old rows under a SHARE UPDATE
 EXCLUSIVE lock that lets traffic through. The column is indexed (concurrently) first: PostgreSQL
 does not index the referencing side, and ON DELETE SET NULL would scan posts for every user
-deleted.
+deleted. The index build commits the new column before it starts: if a later step fails,
+run the migration again (the column is added IF NOT EXISTS, the helpers skip what is done).
 
 Revision ID: c0ffee000009
 Revises: c0ffee000008
@@ -34,7 +35,9 @@ FOREIGN_KEY = "fk_posts_reviewer_id_users"
 
 def upgrade() -> None:
     with_lock_retry(
-        lambda: op.add_column("posts", sa.Column("reviewer_id", sa.BigInteger(), nullable=True)),
+        lambda: op.add_column(
+            "posts", sa.Column("reviewer_id", sa.BigInteger(), nullable=True), if_not_exists=True
+        ),
         table="posts",
     )
     create_index_concurrently("ix_posts_reviewer_id", "posts", ["reviewer_id"])
@@ -43,7 +46,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with_lock_retry(
-        lambda: op.drop_constraint(FOREIGN_KEY, "posts", type_="foreignkey"), table="posts"
+        lambda: op.drop_constraint(FOREIGN_KEY, "posts", type_="foreignkey", if_exists=True),
+        table="posts",
     )
     drop_index_concurrently("ix_posts_reviewer_id", "posts")
-    with_lock_retry(lambda: op.drop_column("posts", "reviewer_id"), table="posts")
+    with_lock_retry(lambda: op.drop_column("posts", "reviewer_id", if_exists=True), table="posts")

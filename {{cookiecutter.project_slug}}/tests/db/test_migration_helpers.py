@@ -99,7 +99,8 @@ def _unique_code_on_a_table_with_rows(connection: Connection) -> list[tuple[str,
         text("INSERT INTO coupons SELECT g, 'c' || g FROM generate_series(1, 500) g")
     )
     connection.commit()  # the helper opens autocommit blocks: no transaction may be open
-    with Operations.context(MigrationContext.configure(connection)):
+    context = MigrationContext.configure(connection)
+    with Operations.context(context), context.begin_transaction():  # as in a migration
         add_unique_constraint("uq_coupons_code", "coupons", ["code"])
     rows = connection.execute(
         text(

@@ -94,7 +94,8 @@ def test_eight_concurrent_deploys_all_succeed_and_migrate_once(
     ]
     results = [(process.communicate(timeout=300), process.returncode) for process in processes]
 
-    assert [code for _, code in results] == [0] * 8, [err for (_, err), _ in results]
+    failures = "\n\n".join(err[-3000:] for (_, err), code in results if code != 0)
+    assert [code for _, code in results] == [0] * 8, failures
     applied = [re.findall(r"Running upgrade \S* -> (\w+)", err) for (_, err), _ in results]
     assert sorted(revision for ran in applied for revision in ran) == sorted(
         revisions()
@@ -161,6 +162,7 @@ async def test_session_idle_in_transaction_makes_the_index_build_fail_fast(
     async with connect(url, isolation_level="REPEATABLE READ") as idle:
         await idle.execute(text("SELECT count(*) FROM users"))  # holds a snapshot, then idles
         idle_pid = (await idle.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await asyncio.sleep(1.5)  # idle for over a second: not merely between two statements
 
         code, stderr = await alembic("upgrade", revision_at(3), url=url)
 
@@ -169,6 +171,36 @@ async def test_session_idle_in_transaction_makes_the_index_build_fail_fast(
     assert f"pid {idle_pid}: " in stderr
     assert await index_state(url, "ix_users_slug") is None
     assert await scalar(url, "SELECT version_num FROM alembic_version") == revision_at(2)
+
+
+async def test_migration_that_failed_half_way_is_simply_run_again(
+    create_database: Callable[[], URL],
+) -> None:
+    url = create_database()
+    before, reviewer = revision_at(7), revision_at(8)
+    await asyncio.to_thread(migrate, url, before)
+    async with connect(url, isolation_level="REPEATABLE READ") as idle:
+        await idle.execute(text("SELECT 1"))  # a snapshot, and no lock on posts
+        await asyncio.sleep(1.5)
+
+        code, stderr = await alembic("upgrade", reviewer, url=url)
+
+    # The index build refused to start, after the new column had been committed.
+    assert code != 0
+    assert "not building ix_posts_reviewer_id" in stderr
+    assert await scalar(url, "SELECT version_num FROM alembic_version") == before
+    column = "SELECT count(*) FROM information_schema.columns WHERE column_name = 'reviewer_id'"
+    assert await scalar(url, column) == 1
+
+    code, stderr = await alembic("upgrade", reviewer, url=url)
+
+    assert code == 0, stderr
+    assert await scalar(url, "SELECT version_num FROM alembic_version") == reviewer
+    assert await index_state(url, "ix_posts_reviewer_id") is True
+    validated = (
+        "SELECT convalidated FROM pg_constraint WHERE conname = 'fk_posts_reviewer_id_users'"
+    )
+    assert await scalar(url, validated) is True
 
 
 async def test_valid_index_with_another_definition_is_refused(users_before_slug_index: URL) -> None:

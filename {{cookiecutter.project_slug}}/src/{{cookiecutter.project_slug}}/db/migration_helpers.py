@@ -3,6 +3,11 @@
 Each helper exists because of one way a migration hurts production; its docstring names it.
 They work on the Alembic context of the running migration (``op``), so a revision reads as a
 short recipe, and they also work offline (``alembic upgrade --sql``), where they emit the SQL.
+
+A revision with an ``autocommit_block()`` (every helper that builds an index or validates a
+constraint opens one) is not atomic: what it did before the block is committed when the block
+starts. So each helper checks what is already there and skips it, and a revision that failed
+half-way is fixed by running it again.
 """
 
 import hashlib
@@ -157,6 +162,18 @@ def with_lock_retry(step: Callable[[], T], *, table: str, attempts: int | None =
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@contextmanager
+def autocommit(connection: Connection) -> Iterator[Connection]:
+    """The connection with each statement a transaction of its own, then back as it was."""
+    connection.commit()
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        yield connection
+    finally:
+        connection.commit()
+        connection.execution_options(isolation_level=connection.default_isolation_level)
+
+
 # --- the deploy lock ---------------------------------------------------------------------------
 
 
@@ -170,16 +187,18 @@ def deploy_lock_key(name: str) -> int:
 def deploy_lock(connection: Connection, key: int, *, wait_seconds: float) -> Iterator[None]:
     """Let one deploy at a time migrate this database; the others wait, then find it done.
 
-    Polls ``pg_try_advisory_lock`` and commits after every try instead of blocking in
+    Polls ``pg_try_advisory_lock`` in autocommit mode instead of blocking in
     ``pg_advisory_lock``: a session blocked there holds a snapshot, which CREATE INDEX
     CONCURRENTLY in the lock holder waits for (a deadlock), and lock_timeout would cut the
-    wait short. No transaction is left open, so autocommit_block() keeps working.
+    wait short. A waiting deploy never sits idle in a transaction, and none is left open, so
+    autocommit_block() keeps working.
     """
     deadline = time.monotonic() + wait_seconds
     announced = False
     while True:
-        acquired = connection.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one()
-        connection.commit()
+        with autocommit(connection):
+            try_lock = sa.select(sa.func.pg_try_advisory_lock(key))
+            acquired = connection.execute(try_lock).scalar_one()
         if acquired:
             break
         if time.monotonic() > deadline:
@@ -193,8 +212,8 @@ def deploy_lock(connection: Connection, key: int, *, wait_seconds: float) -> Ite
         yield
     finally:
         connection.rollback()
-        connection.execute(sa.select(sa.func.pg_advisory_unlock(key)))
-        connection.commit()
+        with autocommit(connection):
+            connection.execute(sa.select(sa.func.pg_advisory_unlock(key)))
 
 
 # --- indexes -----------------------------------------------------------------------------------
@@ -211,18 +230,22 @@ def refuse_broken_concurrent_builds(version: tuple[int, ...]) -> None:
 
 
 def _sessions_that_would_block_index_build(connection: Connection, table: str) -> list[str]:
-    """Idle-in-transaction sessions that CREATE INDEX CONCURRENTLY would wait for forever.
+    """Sessions idle in a transaction, for over a second, that the build would wait for.
 
     Measured on PostgreSQL 15: a session idle in a transaction blocks the build if it holds a
     snapshot (REPEATABLE READ or SERIALIZABLE) or a write lock on the table; a READ COMMITTED
-    transaction that only read, or wrote elsewhere, does not.
+    transaction that only read, or wrote elsewhere, does not. A session caught between two
+    statements of a short transaction is not counted: the build waits for it, within
+    lock_timeout, and with_lock_retry deals with one that does not finish.
     """
     connection.execute(sa.select(sa.func.pg_stat_clear_snapshot()))
     rows = connection.execute(
         sa.text(
             "SELECT a.pid, left(a.query, 120) AS query FROM pg_stat_activity AS a"
             " WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()"
-            " AND a.state LIKE 'idle in transaction%' AND (a.backend_xmin IS NOT NULL"
+            " AND a.state LIKE 'idle in transaction%'"
+            " AND a.state_change < clock_timestamp() - interval '1 second'"
+            " AND (a.backend_xmin IS NOT NULL"
             " OR EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.pid = a.pid"
             " AND l.relation = to_regclass(:table) AND l.mode = ANY(:modes)))"
         ),
@@ -348,6 +371,32 @@ def _validate(table: str, constraint: str) -> None:
     op.execute(f"ALTER TABLE {_quote(table)} VALIDATE CONSTRAINT {_quote(constraint)}")
 
 
+def _constraint_exists(table: str, name: str) -> bool:
+    """Whether ``table`` has a constraint ``name`` (offline: assume not, emit everything)."""
+    if op.get_context().as_sql:
+        return False
+    found = op.get_bind().execute(
+        sa.text(
+            "SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(:table) AND conname = :name"
+        ),
+        {"table": table, "name": name},
+    )
+    return found.first() is not None
+
+
+def _is_not_null(table: str, column: str) -> bool:
+    if op.get_context().as_sql:
+        return False
+    found = op.get_bind().execute(
+        sa.text(
+            "SELECT attnotnull FROM pg_attribute"
+            " WHERE attrelid = to_regclass(:table) AND attname = :column"
+        ),
+        {"table": table, "column": column},
+    )
+    return bool(found.scalar())
+
+
 def add_not_null(table: str, column: str) -> None:
     """Make ``column`` NOT NULL without scanning the table under an exclusive lock.
 
@@ -358,16 +407,24 @@ def add_not_null(table: str, column: str) -> None:
     """
     check = f"ck_{table}_{column}_not_null"
     with op.get_context().autocommit_block():
+        if not _is_not_null(table, column):
+            if not _constraint_exists(table, check):
+                with_lock_retry(
+                    lambda: op.create_check_constraint(
+                        op.f(check),
+                        table,
+                        f"{_quote(column)} IS NOT NULL",
+                        postgresql_not_valid=True,
+                    ),
+                    table=table,
+                )
+            _validate(table, check)
+            with_lock_retry(lambda: op.alter_column(table, column, nullable=False), table=table)
+        acknowledge_lint("ban-drop-constraint", because="NOT NULL now guarantees what it did")
         with_lock_retry(
-            lambda: op.create_check_constraint(
-                op.f(check), table, f"{_quote(column)} IS NOT NULL", postgresql_not_valid=True
-            ),
+            lambda: op.drop_constraint(op.f(check), table, type_="check", if_exists=True),
             table=table,
         )
-        _validate(table, check)
-        with_lock_retry(lambda: op.alter_column(table, column, nullable=False), table=table)
-        acknowledge_lint("ban-drop-constraint", because="NOT NULL now guarantees what it did")
-        with_lock_retry(lambda: op.drop_constraint(op.f(check), table, type_="check"), table=table)
 
 
 def add_foreign_key(
@@ -386,18 +443,21 @@ def add_foreign_key(
     checks the old rows in its own transaction under a lock that lets traffic through.
     """
     with op.get_context().autocommit_block():
-        with_lock_retry(
-            lambda: op.create_foreign_key(
-                name,
-                source_table,
-                referent_table,
-                list(local_columns),
-                list(remote_columns),
-                ondelete=ondelete,
-                postgresql_not_valid=True,
-            ),
-            table=source_table,
-        )
+        if _constraint_exists(source_table, name):
+            log.info("foreign key %s exists: validating it (a no-op when it is valid)", name)
+        else:
+            with_lock_retry(
+                lambda: op.create_foreign_key(
+                    name,
+                    source_table,
+                    referent_table,
+                    list(local_columns),
+                    list(remote_columns),
+                    ondelete=ondelete,
+                    postgresql_not_valid=True,
+                ),
+                table=source_table,
+            )
         _validate(source_table, name)
 
 
@@ -408,6 +468,8 @@ def add_unique_constraint(name: str, table: str, columns: Sequence[str]) -> None
     CONCURRENTLY first, then attach it: ``ADD CONSTRAINT ... UNIQUE USING INDEX`` is instant.
     """
     create_index_concurrently(name, table, columns, unique=True)
+    if _constraint_exists(table, name):
+        return
     with op.get_context().autocommit_block():
         statement = (
             f"ALTER TABLE {_quote(table)} ADD CONSTRAINT {_quote(name)}"
@@ -434,7 +496,7 @@ def keep_columns_in_step(table: str, old: str, new: str) -> None:
     o, n = _quote(old), _quote(new)
     # One statement per op.execute: asyncpg refuses several in one string.
     op.execute(
-        f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
         "BEGIN\n"
         "    IF TG_OP = 'INSERT' THEN\n"
         f"        NEW.{n} := coalesce(NEW.{n}, NEW.{o});\n"
@@ -452,12 +514,18 @@ def keep_columns_in_step(table: str, old: str, new: str) -> None:
         f"CREATE TRIGGER {function} BEFORE INSERT OR UPDATE ON {quoted_table}"
         f" FOR EACH ROW EXECUTE FUNCTION {function}()"
     )
-    with_lock_retry(lambda: op.execute(trigger), table=table)
+
+    def replace_trigger() -> None:  # PostgreSQL 13 has no CREATE OR REPLACE TRIGGER
+        op.execute(f"DROP TRIGGER IF EXISTS {function} ON {quoted_table}")
+        op.execute(trigger)
+
+    with_lock_retry(replace_trigger, table=table)
 
 
 def stop_keeping_columns_in_step(table: str, old: str, new: str) -> None:
     """Remove what :func:`keep_columns_in_step` installed (the contract step's first act)."""
     function, quoted_table = _sync_names(table, old, new)
-    with_lock_retry(lambda: op.execute(f"DROP TRIGGER {function} ON {quoted_table}"), table=table)
+    drop_trigger = f"DROP TRIGGER IF EXISTS {function} ON {quoted_table}"
+    with_lock_retry(lambda: op.execute(drop_trigger), table=table)
     acknowledge_lint("ban-drop-function", because="only the trigger dropped above called it")
-    op.execute(f"DROP FUNCTION {function}()")
+    op.execute(f"DROP FUNCTION IF EXISTS {function}()")
