@@ -94,8 +94,9 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
-def do_run_migrations(connection: Connection, *, owned: bool = True) -> None:
-    limits = migration_settings()
+def do_run_migrations(
+    connection: Connection, limits: MigrationSettings, *, owned: bool = True
+) -> None:
     set_timeouts(
         connection, lock_timeout=limits.lock_timeout, statement_timeout=limits.statement_timeout
     )
@@ -112,17 +113,15 @@ def do_run_migrations(connection: Connection, *, owned: bool = True) -> None:
         context.run_migrations()
 
 
-def run_under_deploy_lock(connection: Connection) -> None:
-    with deploy_lock(
-        connection, DEPLOY_LOCK_KEY, wait_seconds=migration_settings().deploy_lock_wait
-    ):
-        do_run_migrations(connection)
+def run_under_deploy_lock(connection: Connection, limits: MigrationSettings) -> None:
+    with deploy_lock(connection, DEPLOY_LOCK_KEY, wait_seconds=limits.deploy_lock_wait):
+        do_run_migrations(connection, limits)
 
 
 async def run_async_migrations(engine: AsyncEngine) -> None:
     try:
         async with engine.connect() as connection:
-            await connection.run_sync(run_under_deploy_lock)
+            await connection.run_sync(run_under_deploy_lock, migration_settings())
     finally:
         # The engine's pooled connections belong to this event loop, which ends here.
         await engine.dispose()
@@ -144,7 +143,7 @@ def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if isinstance(connectable, Connection):
         # The caller's connection, maybe inside the caller's transaction: no lock, no commit.
-        do_run_migrations(connectable, owned=False)
+        do_run_migrations(connectable, migration_settings(), owned=False)
         return
     if not isinstance(connectable, AsyncEngine):
         connectable = create_async_engine(database_url(), poolclass=pool.NullPool)

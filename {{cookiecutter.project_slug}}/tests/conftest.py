@@ -9,8 +9,9 @@ import asyncio
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT, to_asyncpg_url
@@ -98,6 +99,17 @@ def revision_at(index: int) -> str:
 def migrate(url: URL, revision: str = "head") -> None:
     """Upgrade the database at ``url`` through env.py, as ``alembic upgrade`` does."""
     command.upgrade(alembic_config(create_async_engine(url, poolclass=NullPool)), revision)
+
+
+@asynccontextmanager
+async def connect(url: URL, **options: str) -> AsyncIterator[AsyncConnection]:
+    """One connection to ``url`` (execution ``options`` such as isolation_level), then cleanup."""
+    engine = create_async_engine(url, execution_options=options)
+    try:
+        async with engine.connect() as connection:
+            yield connection
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture(scope="session")

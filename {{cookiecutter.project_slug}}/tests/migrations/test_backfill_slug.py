@@ -3,8 +3,7 @@
 import asyncio
 import re
 import signal
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import URL, column, func, select, table, text
@@ -12,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from {{ cookiecutter.project_slug }}.models import slug_base
 
-from tests.conftest import migrate, revision_at
+from tests.conftest import connect, migrate, revision_at
 from tests.migrations.conftest import alembic_command, run_alembic
 
 ROWS = 1000
@@ -38,14 +37,6 @@ async def _seed(url: URL) -> None:
             for i in range(ROWS)
         ]
         await connection.execute(users.insert(), rows)
-    await engine.dispose()
-
-
-@asynccontextmanager
-async def connect(url: URL) -> AsyncIterator[AsyncConnection]:
-    engine = create_async_engine(url)
-    async with engine.connect() as connection:
-        yield connection
     await engine.dispose()
 
 

@@ -7,30 +7,18 @@ idle in a transaction, timeouts in offline SQL. No timing is asserted, only outc
 import asyncio
 import re
 import subprocess
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
 from sqlalchemy import URL, text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from {{ cookiecutter.project_slug }}.models import slug_base
 
-from tests.conftest import migrate, revision_at, revisions
+from tests.conftest import connect, migrate, revision_at, revisions
 from tests.migrations.conftest import alembic_command, run_alembic
 
 NAMES = ["Ada Lovelace", "Grace Hopper", "Alan Turing"]
-
-
-@asynccontextmanager
-async def connect(url: URL, **options: str) -> AsyncIterator[AsyncConnection]:
-    engine = create_async_engine(url, execution_options=options)
-    try:
-        async with engine.connect() as connection:
-            yield connection
-    finally:
-        await engine.dispose()
 
 
 async def scalar(url: URL, sql: str) -> object:
