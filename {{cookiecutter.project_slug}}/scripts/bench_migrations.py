@@ -2,40 +2,51 @@
 
     python scripts/bench_migrations.py [--rows 1000000] [--batch-size 5000]
         [--strategies single-update,keyset-fixed,...] [--database-url URL]
-        [--output DIR] [--plot] [--orm-sample 2000]
+        [--target-ms 50] [--pause 0] [--output DIR] [--plot] [--no-explain]
 
-Each strategy gets a fresh scratch table (``bench_items``, dropped at the end) and fills its
-``doubled`` column from ``n``, while a second connection updates random rows every few
-milliseconds, as an application would. Reported: wall time, rows/s, the ratio to one plain
-UPDATE measured in the same run, the longest single transaction, and the writer's latency
-(p50 / p99 / max) against its latency with no migration running. Then plain CREATE INDEX
-against CREATE INDEX CONCURRENTLY under the same writer. Every strategy's data is checked.
-The ORM row-by-row loop runs on ``--orm-sample`` rows and is extrapolated (marked so).
+Each strategy gets a fresh scratch table (``bench_items``, dropped at the end; a CHECKPOINT
+first when allowed) and fills its ``doubled`` column from ``n``, while a second process updates
+random rows every few milliseconds, as an application would. Reported: wall time, rows/s, the
+ratio to one plain UPDATE measured in the same run, the longest single transaction, the
+writer's latency (p50 / p99 / max) against its latency with no migration running, the WAL
+written and the checkpoints. Then plain CREATE INDEX against CREATE INDEX CONCURRENTLY under
+the same writer, and EXPLAIN (ANALYZE, BUFFERS, WAL) of one batch of each loop half-way
+through. Every strategy's data is checked. The ORM row-by-row loop runs on ``--orm-sample``
+rows and is extrapolated (marked so).
 """
 
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection as Connection_
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session
+from sqlalchemy.sql.expression import ClauseElement, Executable
 from tqdm import tqdm
 
-from {{ cookiecutter.project_slug }}.db.backfill import KeysetBackfill, Progress
+from {{ cookiecutter.project_slug }}.db.backfill import (
+    TARGET_BATCH_SECONDS,
+    KeysetBackfill,
+    Progress,
+)
 from {{ cookiecutter.project_slug }}.db.migration_helpers import autocommit
 from {{ cookiecutter.project_slug }}.settings import to_asyncpg_url
 
@@ -96,6 +107,8 @@ class Result:
     writer_ms: dict[str, float]
     data_ok: bool
     note: str = ""
+    wal_mb: float = 0.0
+    checkpoints: int = 0
     writer_samples: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
     @property
@@ -103,37 +116,54 @@ class Result:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
+async def _write_until_stopped(
+    dsn: str, rows: int, pause: float, stop: EventType, out: Connection_
+) -> None:
+    connection = await asyncpg.connect(dsn)
+    chooser = random.Random(7)  # noqa: S311 (a workload, not a secret)
+    samples = []
+    started = time.monotonic()
+    try:
+        while not stop.is_set():
+            before = time.monotonic()
+            await connection.execute(WRITE, chooser.randint(1, rows))
+            after = time.monotonic()
+            samples.append((before - started, after - before))
+            await asyncio.sleep(pause)
+    finally:
+        await connection.close()
+        out.send(samples)
+
+
+def _writer_process(dsn: str, rows: int, pause: float, stop: EventType, out: Connection_) -> None:
+    asyncio.run(_write_until_stopped(dsn, rows, pause, stop, out))
+
+
 class Writer:
-    """A second connection updating random rows while a strategy runs, timing each write."""
+    """A second client updating random rows while a strategy runs, timing each write.
+
+    It is a process of its own: as a thread it would wait for the runner's GIL, and the
+    benchmark would measure Python instead of PostgreSQL.
+    """
 
     def __init__(self, dsn: str, rows: int, pause: float = 0.005) -> None:
-        self.dsn, self.rows, self.pause = dsn, rows, pause
         self.latencies = Latencies()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-
-    async def _run(self) -> None:
-        connection = await asyncpg.connect(self.dsn)
-        chooser = random.Random(7)  # noqa: S311 (a workload, not a secret)
-        started = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                before = time.monotonic()
-                await connection.execute(WRITE, chooser.randint(1, self.rows))
-                after = time.monotonic()
-                self.latencies.samples.append((before - started, after - before))
-                await asyncio.sleep(self.pause)
-        finally:
-            await connection.close()
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_writer_process, args=(dsn, rows, pause, self._stop, send), daemon=True
+        )
 
     def __enter__(self) -> "Writer":
-        self._thread.start()
-        time.sleep(0.2)  # let it connect and reach its rhythm
+        self._process.start()
+        time.sleep(1.0)  # let it start, connect and reach its rhythm
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join()
+        self.latencies.samples = self._receive.recv()
+        self._process.join()
 
 
 # --- the scratch table -------------------------------------------------------------------------
@@ -151,6 +181,20 @@ def create_table(connection: Connection, rows: int) -> None:
     with autocommit(connection):
         table = connection.dialect.identifier_preparer.format_table(items)
         connection.execute(sa.text(f"VACUUM ANALYZE {table}"))
+    checkpoint(connection)
+
+
+def checkpoint(connection: Connection) -> bool:
+    """Start every strategy from a fresh checkpoint, so none pays for the one before it.
+
+    Needs superuser or (PostgreSQL 15+) the pg_checkpoint role; without it, says so.
+    """
+    try:
+        with autocommit(connection):
+            connection.execute(sa.text("CHECKPOINT"))
+    except DBAPIError:
+        return False
+    return True
 
 
 def wrong_rows(connection: Connection, scope: int) -> int:
@@ -160,6 +204,61 @@ def wrong_rows(connection: Connection, scope: int) -> int:
     wrong = int(connection.execute(query).scalar_one())
     connection.commit()
     return wrong
+
+
+# --- what the server did: WAL written, checkpoints, one batch explained ----------------------
+
+
+def server_counters(connection: Connection) -> tuple[float, int]:
+    """(bytes of WAL written since the cluster began, checkpoints performed so far)."""
+    wal = sa.func.pg_wal_lsn_diff(
+        sa.func.pg_current_wal_insert_lsn(), sa.literal_column("'0/0'::pg_lsn")
+    )
+    if connection.dialect.server_version_info >= (17,):  # type: ignore[operator]
+        done = sa.text("SELECT num_done FROM pg_stat_checkpointer")
+    else:
+        done = sa.text("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+    position = float(connection.execute(sa.select(wal)).scalar_one())
+    checkpoints = int(connection.execute(done).scalar_one())
+    connection.commit()
+    return position, checkpoints
+
+
+class Explain(Executable, ClauseElement):
+    """``EXPLAIN (ANALYZE, BUFFERS, WAL)`` of a statement; SQLAlchemy has no construct for it."""
+
+    inherit_cache = False
+    _inline = False  # read by the compiler when the statement explained is an UPDATE
+
+    def __init__(self, statement: sa.Executable) -> None:
+        self.statement = statement
+
+
+@compiles(Explain)
+def _compile_explain(element: Explain, compiler: Any, **kw: Any) -> str:
+    return "EXPLAIN (ANALYZE, BUFFERS, WAL) " + str(compiler.process(element.statement, **kw))
+
+
+def explain_batches(connection: Connection, args: argparse.Namespace) -> dict[str, str]:
+    """One batch of each loop at the table's midpoint, run and rolled back, with its plan.
+
+    The first half is filled by one UPDATE first and left unvacuumed, as a backfill leaves it.
+    """
+    create_table(connection, args.rows)
+    half = args.rows // 2
+    connection.execute(items.update().where(items.c.id <= half).values(doubled=items.c.n * 2))
+    connection.commit()
+    checkpoint(connection)
+    runner = keyset_runner(connection, args, target=None)
+    batches = {
+        "keyset": runner.batch_update(half, runner.batch_end(half)),
+        "limit-loop": limit_loop_statement(args.batch_size),
+    }
+    plans = {}
+    for name, statement in batches.items():
+        plans[name] = "\n".join(connection.execute(Explain(statement)).scalars())
+        connection.rollback()
+    return plans
 
 
 # --- strategies: each returns (rows done, longest transaction in seconds, note) ----------------
@@ -176,6 +275,26 @@ def single_update(connection: Connection, args: argparse.Namespace) -> tuple[int
     return done, time.monotonic() - started, "one transaction"
 
 
+def keyset_runner(
+    connection: Connection,
+    args: argparse.Namespace,
+    target: float | None,
+    on_batch: Callable[[Progress], None] | None = None,
+) -> KeysetBackfill:
+    return KeysetBackfill(
+        connection,
+        items,
+        items.c.id,
+        {"doubled": items.c.n * 2},
+        items.c.doubled.is_(None),
+        label="bench_items.doubled",
+        batch_size=args.batch_size,
+        target_seconds=target,
+        pause_seconds=args.pause,
+        on_batch=on_batch,
+    )
+
+
 def _keyset(
     connection: Connection, args: argparse.Namespace, target: float | None
 ) -> tuple[int, float, str]:
@@ -185,18 +304,7 @@ def _keyset(
         def advance(progress: Progress) -> None:
             bar.update(progress.done - bar.n)
 
-        runner = KeysetBackfill(
-            connection,
-            items,
-            items.c.id,
-            {"doubled": items.c.n * 2},
-            items.c.doubled.is_(None),
-            label="bench_items.doubled",
-            batch_size=args.batch_size,
-            target_seconds=target,
-            on_batch=advance,
-        )
-        progress = runner.run()
+        progress = keyset_runner(connection, args, target, advance).run()
     return progress.done, progress.longest_batch, f"{progress.batches} batches"
 
 
@@ -205,13 +313,18 @@ def keyset_fixed(connection: Connection, args: argparse.Namespace) -> tuple[int,
 
 
 def keyset_adaptive(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
-    return _keyset(connection, args, target=0.15)
+    return _keyset(connection, args, target=args.target_ms / 1000)
+
+
+def limit_loop_statement(batch_size: int) -> sa.Update:
+    """The batch many guides teach: find n pending rows anywhere, update them."""
+    pending = sa.select(items.c.id).where(items.c.doubled.is_(None)).limit(batch_size)
+    return items.update().where(items.c.id.in_(pending)).values(doubled=items.c.n * 2)
 
 
 def limit_loop(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
-    """The loop many guides teach: it rescans the already-filled prefix on every batch."""
-    pending = sa.select(items.c.id).where(items.c.doubled.is_(None)).limit(args.batch_size)
-    update = items.update().where(items.c.id.in_(pending)).values(doubled=items.c.n * 2)
+    """The LIMIT loop: each batch searches again for pending rows from the start."""
+    update = limit_loop_statement(args.batch_size)
     done, longest, batches = 0, 0.0, 0
     bar = tqdm(total=args.rows, desc="  batches", unit="row", leave=False, file=sys.stderr)
     with bar, autocommit(connection):
@@ -278,10 +391,12 @@ STRATEGIES: dict[str, tuple[str, StrategyFn]] = {
 def measure(connection: Connection, dsn: str, args: argparse.Namespace, name: str) -> Result:
     kind, strategy = STRATEGIES[name]
     create_table(connection, args.rows)
+    wal_before, checkpoints_before = server_counters(connection)
     with Writer(dsn, args.rows) as writer:
         started = time.monotonic()
         done, longest, note = strategy(connection, args)
         seconds = time.monotonic() - started
+    wal_after, checkpoints_after = server_counters(connection)
     scope = done if name == "orm-loop" else args.rows
     if name == "orm-loop":  # extrapolate the sample to the whole table
         seconds, done = seconds * args.rows / done, args.rows
@@ -297,7 +412,9 @@ def measure(connection: Connection, dsn: str, args: argparse.Namespace, name: st
         writer.latencies.stats_ms(),
         data_ok,
         note,
-        writer.latencies.samples,
+        wal_mb=(wal_after - wal_before) / 2**20,
+        checkpoints=checkpoints_after - checkpoints_before,
+        writer_samples=writer.latencies.samples,
     )
 
 
@@ -308,7 +425,9 @@ def idle_writer(connection: Connection, dsn: str, args: argparse.Namespace) -> L
     return writer.latencies
 
 
-def report(header: dict[str, Any], idle: dict[str, float], results: list[Result]) -> str:
+def report(
+    header: dict[str, Any], idle: dict[str, float], results: list[Result], plans: dict[str, str]
+) -> str:
     baseline = next((r for r in results if r.strategy == "single-update"), None)
     lines = [
         f"# Migration benchmark: {header['rows']:,} rows",
@@ -316,33 +435,39 @@ def report(header: dict[str, Any], idle: dict[str, float], results: list[Result]
         f"PostgreSQL {header['postgresql']} · {header['cores']} cores · batch size"
         f" {header['batch_size']} · {header['date']}",
         "",
+        "Each strategy starts on a fresh table"
+        + (" after a CHECKPOINT." if header["checkpoint"] else " (no CHECKPOINT: not allowed)."),
         f"Writer with no migration running: p50 {idle['p50']:.1f} ms, p99 {idle['p99']:.1f} ms,"
         f" max {idle['max']:.1f} ms ({int(idle['writes'])} writes)",
         "",
         "| strategy | wall s | rows/s | x single UPDATE | longest tx ms | writer p50 / p99 / max ms"
-        " | data | note |",
-        "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |",
+        " | WAL MB | checkpoints | data | note |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | --- |",
     ]
     for r in (r for r in results if r.kind == "backfill"):
         ratio = r.rows_per_second / baseline.rows_per_second if baseline else float("nan")
-        w = r.writer_ms
         lines.append(
             f"| {r.strategy} | {r.seconds:.2f} | {r.rows_per_second:,.0f} | {ratio:.2f} |"
-            f" {r.longest_transaction_s * 1000:.0f} | {w['p50']:.1f} / {w['p99']:.1f} /"
-            f" {w['max']:.1f} | {'ok' if r.data_ok else 'WRONG'} | {r.note} |"
+            f" {r.longest_transaction_s * 1000:.0f} | {_writer(r)} | {r.wal_mb:,.0f} |"
+            f" {r.checkpoints} | {'ok' if r.data_ok else 'WRONG'} | {r.note} |"
         )
     indexes = [r for r in results if r.kind == "index"]
     if indexes:
-        lines += ["", "| index build | build s | writer p50 / p99 / max ms | note |"]
-        lines.append("| --- | ---: | --- | --- |")
+        lines += ["", "| index build | build s | writer p50 / p99 / max ms | WAL MB | note |"]
+        lines.append("| --- | ---: | --- | ---: | --- |")
         for r in indexes:
-            w = r.writer_ms
             lines.append(
-                f"| {r.strategy} | {r.seconds:.2f} | {w['p50']:.1f} / {w['p99']:.1f} /"
-                f" {w['max']:.1f} | {r.note} |"
+                f"| {r.strategy} | {r.seconds:.2f} | {_writer(r)} | {r.wal_mb:,.0f} | {r.note} |"
             )
     lines += ["", "Targets:", *targets(idle, {r.strategy: r for r in results})]
+    for name, plan in plans.items():
+        lines += ["", f"One {name} batch at the table's midpoint:", "", "```", plan, "```"]
     return "\n".join(lines) + "\n"
+
+
+def _writer(result: Result) -> str:
+    w = result.writer_ms
+    return f"{w['p50']:.1f} / {w['p99']:.1f} / {w['max']:.1f}"
 
 
 def _verdict(value: float, target: float, *, at_most: bool) -> str:
@@ -351,29 +476,33 @@ def _verdict(value: float, target: float, *, at_most: bool) -> str:
 
 
 def targets(idle: dict[str, float], by_name: dict[str, Result]) -> list[str]:
-    """The template's claims, checked against this run's figures."""
+    """The template's claims, checked against this run's figures, for each keyset variant."""
     lines = []
-    single, keyset = by_name.get("single-update"), by_name.get("keyset-fixed")
-    if single and keyset:
-        ratio = keyset.rows_per_second / single.rows_per_second
-        longest = keyset.longest_transaction_s * 1000
-        lines.append(
-            f"- keyset throughput {ratio:.2f}x single UPDATE (target >= 0.9x):"
-            f" {_verdict(ratio, 0.9, at_most=False)}; longest transaction {longest:.0f} ms"
-            f" (target <= 200 ms): {_verdict(longest, 200, at_most=True)}"
-        )
-    if keyset and (loop := by_name.get("limit-loop")):
-        speedup = keyset.rows_per_second / loop.rows_per_second
-        lines.append(
-            f"- keyset {speedup:.2f}x faster than the LIMIT loop (target >= 10x at 10 M rows):"
-            f" {_verdict(speedup, 10, at_most=False)}"
-        )
-    if keyset and idle["p99"]:
-        ratio = keyset.writer_ms["p99"] / idle["p99"]
-        lines.append(
-            f"- writer p99 during the keyset backfill {ratio:.2f}x idle (target <= 2x):"
-            f" {_verdict(ratio, 2, at_most=True)}"
-        )
+    single, loop = by_name.get("single-update"), by_name.get("limit-loop")
+    for name in ("keyset-fixed", "keyset-adaptive"):
+        if (keyset := by_name.get(name)) is None:
+            continue
+        if single:
+            ratio = keyset.rows_per_second / single.rows_per_second
+            longest = keyset.longest_transaction_s * 1000
+            lines.append(
+                f"- {name} throughput {ratio:.2f}x single UPDATE (target >= 0.9x):"
+                f" {_verdict(ratio, 0.9, at_most=False)}; longest transaction {longest:.0f} ms"
+                f" (target <= 200 ms): {_verdict(longest, 200, at_most=True)}"
+            )
+        if loop:
+            speedup = keyset.rows_per_second / loop.rows_per_second
+            lines.append(
+                f"- {name} {speedup:.2f}x faster than the LIMIT loop (target >= 10x at 10 M"
+                f" rows): {_verdict(speedup, 10, at_most=False)}"
+            )
+        if idle["p99"]:
+            ratio = keyset.writer_ms["p99"] / idle["p99"]
+            extra = keyset.writer_ms["p99"] - idle["p99"]
+            lines.append(
+                f"- writer p99 during {name} {ratio:.2f}x idle, {extra:+.1f} ms (target <= 2x):"
+                f" {_verdict(ratio, 2, at_most=True)}"
+            )
     if concurrent := by_name.get("index-concurrent"):
         worst = concurrent.writer_ms["max"]
         plain = by_name.get("index-plain")
@@ -409,14 +538,51 @@ def plot(results: list[Result], path: Path) -> str:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batch-size", type=int, default=5000)
-    parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
-    parser.add_argument("--output", type=Path)
-    parser.add_argument("--plot", action="store_true")
-    parser.add_argument("--orm-sample", type=int, default=2000)
-    parser.add_argument("--idle-seconds", type=float, default=2.0)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the scratch table")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=5000,
+        help="rows per batch of keyset-fixed and the LIMIT loop",
+    )
+    parser.add_argument(
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help=f"comma-separated, from {', '.join(STRATEGIES)}",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="default: $DATABASE_URL (make bench picks one)",
+    )
+    parser.add_argument("--output", type=Path, help="directory for bench.md and bench.json")
+    parser.add_argument(
+        "--plot", action="store_true", help="also the writer's latency over time as a PNG"
+    )
+    parser.add_argument(
+        "--orm-sample",
+        type=int,
+        default=2000,
+        help="rows the ORM loop updates before extrapolating",
+    )
+    parser.add_argument(
+        "--target-ms",
+        type=float,
+        default=TARGET_BATCH_SECONDS * 1000,
+        help="time each keyset-adaptive batch aims at",
+    )
+    parser.add_argument(
+        "--pause", type=float, default=0.0, help="seconds between keyset batches (throttling)"
+    )
+    parser.add_argument(
+        "--idle-seconds", type=float, default=5.0, help="how long the writer is measured alone"
+    )
+    parser.add_argument(
+        "--explain",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="EXPLAIN (ANALYZE, BUFFERS, WAL) one batch of each loop at the table's midpoint",
+    )
     args = parser.parse_args(argv)
     args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if unknown := [s for s in args.strategies if s not in STRATEGIES]:
@@ -437,6 +603,7 @@ def run(connection: Connection, dsn: str, args: argparse.Namespace) -> dict[str,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     connection.commit()
+    header["checkpoint"] = checkpoint(connection)
     try:
         print("writer alone (no migration)...", file=sys.stderr)
         idle = idle_writer(connection, dsn, args).stats_ms()
@@ -444,11 +611,15 @@ def run(connection: Connection, dsn: str, args: argparse.Namespace) -> dict[str,
         for name in args.strategies:
             print(f"{name}...", file=sys.stderr)
             results.append(measure(connection, dsn, args, name))
+        plans = {}
+        if args.explain:
+            print("one batch of each loop, explained...", file=sys.stderr)
+            plans = explain_batches(connection, args)
     finally:
         connection.rollback()
         items.drop(connection, checkfirst=True)
         connection.commit()
-    return {"header": header, "idle": idle, "results": results}
+    return {"header": header, "idle": idle, "results": results, "plans": plans}
 
 
 def main(argv: list[str]) -> int:
@@ -466,7 +637,7 @@ def main(argv: list[str]) -> int:
 
     outcome = asyncio.run(go())
     results: list[Result] = outcome["results"]
-    table = report(outcome["header"], outcome["idle"], results)
+    table = report(outcome["header"], outcome["idle"], results, outcome["plans"])
     print(table)
     if args.output:
         args.output.mkdir(parents=True, exist_ok=True)
@@ -474,6 +645,7 @@ def main(argv: list[str]) -> int:
         document = {
             "header": outcome["header"],
             "idle_writer_ms": outcome["idle"],
+            "explained_batches": outcome["plans"],
             "results": [
                 asdict(r) | {"rows_per_second": r.rows_per_second, "writer_samples": None}
                 for r in results

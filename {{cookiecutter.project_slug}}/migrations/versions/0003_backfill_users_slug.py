@@ -5,7 +5,7 @@ one long transaction open (bloat, replication lag) until it ends. backfill_in_ba
 rows in keyset batches on the primary key, each batch its own short transaction, touching only
 rows whose slug IS NULL; a slug depends on its row alone, so an interrupted run resumes where
 it stopped and ends with the same data. ``alembic -x batch_size=N upgrade ...`` fixes the
-batch size; by default it adapts to keep each batch near 150 ms.
+batch size; by default it adapts to keep each batch near 50 ms.
 
 Revision ID: c0ffee000003
 Revises: c0ffee000002

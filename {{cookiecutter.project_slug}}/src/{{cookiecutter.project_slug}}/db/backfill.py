@@ -21,6 +21,9 @@ from {{ cookiecutter.project_slug }}.db.migration_helpers import migration_setti
 
 log = logging.getLogger("alembic.backfill")
 
+TARGET_BATCH_SECONDS = 0.05
+"""What an adaptive batch aims at when a migration gives no batch size (see `make bench`)."""
+
 
 @dataclass
 class Progress:
@@ -68,12 +71,19 @@ class KeysetBackfill:
     on_batch: Callable[[Progress], None] | None = None
     """Called after each batch commits (a progress bar, a benchmark's bookkeeping)."""
 
-    def _batch_end(self, after: Any) -> Any:
-        """The key of the last row of the next batch (None when no row is left)."""
+    def batch_end(self, after: Any) -> Any:
+        """The key of the last row of the batch after key ``after`` (None when no row is left)."""
         batch = sa.select(self.key).order_by(self.key).limit(self.batch_size)
         if after is not None:
             batch = batch.where(self.key > after)
         return self.connection.execute(sa.select(sa.func.max(batch.subquery().c[0]))).scalar()
+
+    def batch_update(self, after: Any, until: Any) -> sa.Update:
+        """The UPDATE of the pending rows with keys in (``after``, ``until``]."""
+        in_batch = [self.key <= until, self.pending]
+        if after is not None:
+            in_batch.append(self.key > after)
+        return self.table.update().where(*in_batch).values(**self.values)
 
     def _resize(self, seconds: float) -> None:
         if self.target_seconds is None or seconds <= 0:
@@ -87,15 +97,11 @@ class KeysetBackfill:
         log.info("%s: %d rows to fill, batches of %d", self.label, progress.total, self.batch_size)
         after: Any = None
         while True:
-            until = self._batch_end(after)
+            until = self.batch_end(after)
             if until is None:
                 break
-            in_batch = [self.key <= until, self.pending]
-            if after is not None:
-                in_batch.append(self.key > after)
             started = time.monotonic()
-            update = self.table.update().where(*in_batch).values(**self.values)
-            progress.done += self.connection.execute(update).rowcount
+            progress.done += self.connection.execute(self.batch_update(after, until)).rowcount
             seconds = time.monotonic() - started
             progress.batches += 1
             progress.longest_batch = max(progress.longest_batch, seconds)
@@ -122,8 +128,8 @@ def backfill_in_batches(
     """Run a :class:`KeysetBackfill` from a migration.
 
     With ``batch_size`` every batch has that many rows; without it the size adapts to keep each
-    batch near 150 ms. Each batch may run for MIGRATION_BACKFILL_BATCH_TIMEOUT. Offline
-    (``--sql``) there is nothing to loop over: the same change is emitted as one UPDATE.
+    batch near TARGET_BATCH_SECONDS. Each batch may run for MIGRATION_BACKFILL_BATCH_TIMEOUT.
+    Offline (``--sql``) there is nothing to loop over: the same change is emitted as one UPDATE.
     """
     context = op.get_context()
     if context.as_sql:
@@ -141,7 +147,7 @@ def backfill_in_batches(
             pending,
             label=label,
             batch_size=batch_size or 1000,
-            target_seconds=None if batch_size else 0.15,
+            target_seconds=None if batch_size else TARGET_BATCH_SECONDS,
             pause_seconds=pause_seconds,
         )
         return runner.run()
