@@ -80,7 +80,7 @@ class Item(_Base):
 
 @dataclass
 class Latencies:
-    """What the concurrent writer saw: (seconds since start, latency in seconds) per write."""
+    """What the concurrent writer saw: (seconds into the strategy, latency in seconds) per write."""
 
     samples: list[tuple[float, float]] = field(default_factory=list)
 
@@ -117,53 +117,66 @@ class Result:
 
 
 async def _write_until_stopped(
-    dsn: str, rows: int, pause: float, stop: EventType, out: Connection_
+    dsn: str, rows: int, pause: float, ready: EventType, stop: EventType, out: Connection_
 ) -> None:
     connection = await asyncpg.connect(dsn)
     chooser = random.Random(7)  # noqa: S311 (a workload, not a secret)
     samples = []
-    started = time.monotonic()
     try:
         while not stop.is_set():
-            before = time.monotonic()
+            before = time.monotonic()  # one clock for every process on the machine
             await connection.execute(WRITE, chooser.randint(1, rows))
-            after = time.monotonic()
-            samples.append((before - started, after - before))
+            samples.append((before, time.monotonic() - before))
+            ready.set()
             await asyncio.sleep(pause)
     finally:
         await connection.close()
         out.send(samples)
 
 
-def _writer_process(dsn: str, rows: int, pause: float, stop: EventType, out: Connection_) -> None:
-    asyncio.run(_write_until_stopped(dsn, rows, pause, stop, out))
+def _writer_process(
+    dsn: str, rows: int, pause: float, ready: EventType, stop: EventType, out: Connection_
+) -> None:
+    asyncio.run(_write_until_stopped(dsn, rows, pause, ready, stop, out))
 
 
 class Writer:
     """A second client updating random rows while a strategy runs, timing each write.
 
     It is a process of its own: as a thread it would wait for the runner's GIL, and the
-    benchmark would measure Python instead of PostgreSQL.
+    benchmark would measure Python instead of PostgreSQL. ``window`` keeps the writes that
+    started between two instants of ``time.monotonic()``.
     """
 
     def __init__(self, dsn: str, rows: int, pause: float = 0.005) -> None:
-        self.latencies = Latencies()
         context = multiprocessing.get_context("spawn")
-        self._stop = context.Event()
-        self._receive, send = context.Pipe(duplex=False)
+        self._ready, self._stop = context.Event(), context.Event()
+        self._receive, self._send = context.Pipe(duplex=False)
         self._process = context.Process(
-            target=_writer_process, args=(dsn, rows, pause, self._stop, send), daemon=True
+            target=_writer_process,
+            args=(dsn, rows, pause, self._ready, self._stop, self._send),
+            daemon=True,
         )
+        self._samples: list[tuple[float, float]] = []
 
     def __enter__(self) -> "Writer":
         self._process.start()
-        time.sleep(1.0)  # let it start, connect and reach its rhythm
+        self._send.close()  # the child holds the sending end: EOF here if it dies
+        if not self._ready.wait(timeout=60):
+            self._process.kill()
+            raise RuntimeError("the concurrent writer could not start writing within 60 s")
+        time.sleep(0.2)  # let it reach its rhythm
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self.latencies.samples = self._receive.recv()
+        self._samples = self._receive.recv()
         self._process.join()
+
+    def window(self, started: float, ended: float) -> Latencies:
+        return Latencies(
+            [(at - started, took) for at, took in self._samples if started <= at <= ended]
+        )
 
 
 # --- the scratch table -------------------------------------------------------------------------
@@ -395,7 +408,9 @@ def measure(connection: Connection, dsn: str, args: argparse.Namespace, name: st
     with Writer(dsn, args.rows) as writer:
         started = time.monotonic()
         done, longest, note = strategy(connection, args)
-        seconds = time.monotonic() - started
+        ended = time.monotonic()
+    seconds = ended - started
+    latencies = writer.window(started, ended)
     wal_after, checkpoints_after = server_counters(connection)
     scope = done if name == "orm-loop" else args.rows
     if name == "orm-loop":  # extrapolate the sample to the whole table
@@ -409,20 +424,22 @@ def measure(connection: Connection, dsn: str, args: argparse.Namespace, name: st
         seconds,
         done,
         longest,
-        writer.latencies.stats_ms(),
+        latencies.stats_ms(),
         data_ok,
         note,
         wal_mb=(wal_after - wal_before) / 2**20,
         checkpoints=checkpoints_after - checkpoints_before,
-        writer_samples=writer.latencies.samples,
+        writer_samples=latencies.samples,
     )
 
 
 def idle_writer(connection: Connection, dsn: str, args: argparse.Namespace) -> Latencies:
     create_table(connection, args.rows)
     with Writer(dsn, args.rows) as writer:
+        started = time.monotonic()
         time.sleep(args.idle_seconds)
-    return writer.latencies
+        ended = time.monotonic()
+    return writer.window(started, ended)
 
 
 def report(
@@ -493,7 +510,7 @@ def targets(idle: dict[str, float], by_name: dict[str, Result]) -> list[str]:
         if loop:
             speedup = keyset.rows_per_second / loop.rows_per_second
             lines.append(
-                f"- {name} {speedup:.2f}x faster than the LIMIT loop (target >= 10x at 10 M"
+                f"- {name} throughput {speedup:.2f}x the LIMIT loop's (target >= 10x at 10 M"
                 f" rows): {_verdict(speedup, 10, at_most=False)}"
             )
         if idle["p99"]:
