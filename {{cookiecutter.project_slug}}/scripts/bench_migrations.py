@@ -546,8 +546,14 @@ def plot(results: list[Result], path: Path) -> str:
             [ms * 1000 for _, ms in r.writer_samples],
             label=r.strategy,
             linewidth=0.8,
+            marker=".",  # a write blocked for a whole index build is a single point
+            markersize=3,
         )
-    axis.set(xlabel="seconds into the strategy", ylabel="writer latency (ms)", yscale="log")
+    axis.set(
+        xlabel="seconds into the strategy (when the write was sent)",
+        ylabel="writer latency (ms)",
+        yscale="log",
+    )
     axis.legend()
     figure.savefig(path, dpi=120)
     return f"plot written to {path}"
