@@ -371,30 +371,29 @@ def _validate(table: str, constraint: str) -> None:
     op.execute(f"ALTER TABLE {_quote(table)} VALIDATE CONSTRAINT {_quote(constraint)}")
 
 
-def _constraint_exists(table: str, name: str) -> bool:
-    """Whether ``table`` has a constraint ``name`` (offline: assume not, emit everything)."""
+def _catalog_says(query: str, **params: str) -> bool:
+    """Ask the catalogs a yes/no question; offline there is nobody to ask: no, emit everything."""
     if op.get_context().as_sql:
         return False
-    found = op.get_bind().execute(
-        sa.text(
-            "SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(:table) AND conname = :name"
-        ),
-        {"table": table, "name": name},
+    return bool(op.get_bind().execute(sa.text(query), params).scalar())
+
+
+def _constraint_exists(table: str, name: str) -> bool:
+    return _catalog_says(
+        "SELECT EXISTS (SELECT 1 FROM pg_constraint"
+        " WHERE conrelid = to_regclass(:table) AND conname = :name)",
+        table=table,
+        name=name,
     )
-    return found.first() is not None
 
 
 def _is_not_null(table: str, column: str) -> bool:
-    if op.get_context().as_sql:
-        return False
-    found = op.get_bind().execute(
-        sa.text(
-            "SELECT attnotnull FROM pg_attribute"
-            " WHERE attrelid = to_regclass(:table) AND attname = :column"
-        ),
-        {"table": table, "column": column},
+    return _catalog_says(
+        "SELECT attnotnull FROM pg_attribute"
+        " WHERE attrelid = to_regclass(:table) AND attname = :column",
+        table=table,
+        column=column,
     )
-    return bool(found.scalar())
 
 
 def add_not_null(table: str, column: str) -> None:
