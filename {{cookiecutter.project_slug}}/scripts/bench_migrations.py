@@ -182,7 +182,8 @@ class Writer:
 # --- the scratch table -------------------------------------------------------------------------
 
 
-def create_table(connection: Connection, rows: int) -> None:
+def create_table(connection: Connection, rows: int) -> bool:
+    """A fresh, filled, vacuumed scratch table; whether a CHECKPOINT followed it."""
     items.drop(connection, checkfirst=True)
     items.create(connection)
     with tqdm(total=rows, desc="  filling", unit="row", leave=False, file=sys.stderr) as bar:
@@ -194,7 +195,7 @@ def create_table(connection: Connection, rows: int) -> None:
     with autocommit(connection):
         table = connection.dialect.identifier_preparer.format_table(items)
         connection.execute(sa.text(f"VACUUM ANALYZE {table}"))
-    checkpoint(connection)
+    return checkpoint(connection)
 
 
 def checkpoint(connection: Connection) -> bool:
@@ -404,20 +405,18 @@ STRATEGIES: dict[str, tuple[str, StrategyFn]] = {
 def measure(connection: Connection, dsn: str, args: argparse.Namespace, name: str) -> Result:
     kind, strategy = STRATEGIES[name]
     create_table(connection, args.rows)
-    wal_before, checkpoints_before = server_counters(connection)
     with Writer(dsn, args.rows) as writer:
+        wal_before, checkpoints_before = server_counters(connection)
         started = time.monotonic()
         done, longest, note = strategy(connection, args)
         ended = time.monotonic()
+        wal_after, checkpoints_after = server_counters(connection)
     seconds = ended - started
     latencies = writer.window(started, ended)
-    wal_after, checkpoints_after = server_counters(connection)
     scope = done if name == "orm-loop" else args.rows
     if name == "orm-loop":  # extrapolate the sample to the whole table
         seconds, done = seconds * args.rows / done, args.rows
     data_ok = kind == "index" or wrong_rows(connection, scope) == 0
-    if name == "single-update":
-        longest = seconds
     return Result(
         name,
         kind,
@@ -433,8 +432,8 @@ def measure(connection: Connection, dsn: str, args: argparse.Namespace, name: st
     )
 
 
-def idle_writer(connection: Connection, dsn: str, args: argparse.Namespace) -> Latencies:
-    create_table(connection, args.rows)
+def idle_writer(dsn: str, args: argparse.Namespace) -> Latencies:
+    """The writer on the scratch table with no migration running: the baseline."""
     with Writer(dsn, args.rows) as writer:
         started = time.monotonic()
         time.sleep(args.idle_seconds)
@@ -626,10 +625,10 @@ def run(connection: Connection, dsn: str, args: argparse.Namespace) -> dict[str,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     connection.commit()
-    header["checkpoint"] = checkpoint(connection)
     try:
         print("writer alone (no migration)...", file=sys.stderr)
-        idle = idle_writer(connection, dsn, args).stats_ms()
+        header["checkpoint"] = create_table(connection, args.rows)
+        idle = idle_writer(dsn, args).stats_ms()
         results = []
         for name in args.strategies:
             print(f"{name}...", file=sys.stderr)
