@@ -51,12 +51,15 @@ def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-async def _admin(server: URL, statement: str, database: str) -> None:
-    engine = create_async_engine(server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+async def as_admin(url: URL, *statements: str, **names: str) -> None:
+    """Run ``statements`` in autocommit mode, each ``{name}`` in them the quoted identifier."""
+    engine = create_async_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as connection:
-            quoted = connection.dialect.identifier_preparer.quote(database)
-            await connection.execute(text(statement.format(database=quoted)))
+            quote = connection.dialect.identifier_preparer.quote
+            quoted = {key: quote(value) for key, value in names.items()}
+            for statement in statements:
+                await connection.execute(text(statement.format(**quoted)))
     finally:
         await engine.dispose()
 
@@ -68,13 +71,14 @@ def create_database(server_url: URL) -> Iterator[CreateDatabase]:
 
     def create() -> URL:
         name = f"test_{{ cookiecutter.project_slug }}_{uuid.uuid4().hex[:12]}"
-        run_blocking(_admin(server_url, "CREATE DATABASE {database}", name))
+        run_blocking(as_admin(server_url, "CREATE DATABASE {database}", database=name))
         created.append(name)
         return server_url.set(database=name)
 
     yield create
     for name in created:
-        run_blocking(_admin(server_url, "DROP DATABASE IF EXISTS {database} WITH (FORCE)", name))
+        drop = "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+        run_blocking(as_admin(server_url, drop, database=name))
 
 
 def alembic_config(connection: AsyncEngine | None = None) -> Config:

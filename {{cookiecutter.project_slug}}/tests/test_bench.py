@@ -7,12 +7,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import sqlalchemy as sa
 from sqlalchemy import URL
 
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
-from tests.conftest import connect, run_blocking
+from tests.conftest import as_admin, run_blocking
 
 BENCH = PROJECT_ROOT / "scripts" / "bench_migrations.py"
 
@@ -78,20 +77,12 @@ def test_benchmark_can_leave_out_the_explained_batches(
     assert "batch at the table's midpoint" not in result.stdout
 
 
-async def _as_admin(url: URL, role: str, *statements: str) -> None:
-    """Run ``statements`` with ``{role}`` standing for the quoted role name."""
-    async with connect(url, isolation_level="AUTOCOMMIT") as connection:
-        quoted = connection.dialect.identifier_preparer.quote(role)
-        for statement in statements:
-            await connection.execute(sa.text(statement.format(role=quoted)))
-
-
 def test_benchmark_runs_where_it_may_not_checkpoint(create_database: Callable[[], URL]) -> None:
     """Managed databases seldom grant CHECKPOINT: the benchmark says so and measures anyway."""
     url = create_database()
     role = f"bench_{uuid.uuid4().hex[:12]}"
     grant = "GRANT CREATE ON SCHEMA public TO {role}"
-    run_blocking(_as_admin(url, role, "CREATE ROLE {role} LOGIN", grant))
+    run_blocking(as_admin(url, "CREATE ROLE {role} LOGIN", grant, role=role))
     options = ["--idle-seconds", "0.1", "--no-explain"]
     as_role = url.set(username=role).render_as_string(hide_password=False)
     try:
@@ -99,7 +90,7 @@ def test_benchmark_runs_where_it_may_not_checkpoint(create_database: Callable[[]
             "--rows", "500", "--strategies", "keyset-fixed", *options, "--database-url", as_role
         )
     finally:
-        run_blocking(_as_admin(url, role, "DROP OWNED BY {role}", "DROP ROLE {role}"))
+        run_blocking(as_admin(url, "DROP OWNED BY {role}", "DROP ROLE {role}", role=role))
 
     assert result.returncode == 0, result.stderr
     assert "Each strategy starts on a fresh table (no CHECKPOINT: not allowed)." in result.stdout
