@@ -69,9 +69,12 @@ def refuse_empty_autogenerate(
 def migration_settings() -> MigrationSettings:
     """Limits from MIGRATION_* settings, overridden by ``-x name=value`` arguments."""
     arguments = context.get_x_argument(as_dictionary=True)
-    overrides = {k: v for k, v in arguments.items() if k in MigrationSettings.model_fields}
+    if unknown := sorted(set(arguments) - set(MigrationSettings.model_fields)):
+        known = ", ".join(MigrationSettings.model_fields)
+        msg = f"Unknown -x setting(s): {', '.join(unknown)}. Known: {known}."
+        raise SystemExit(msg)
     try:
-        return MigrationSettings(**overrides)  # type: ignore[arg-type]  # validated here
+        return MigrationSettings(**arguments)  # type: ignore[arg-type]  # validated here
     except ValidationError as exc:
         raise SystemExit(f"Invalid migration setting:\n{exc}") from None
 

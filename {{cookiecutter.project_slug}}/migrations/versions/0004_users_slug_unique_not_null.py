@@ -3,7 +3,10 @@
 Lesson: building an index on a live table, then constraining a column. A plain CREATE INDEX
 blocks every write for the whole build; create_index_concurrently lets writes go on, and heals
 a failed earlier build. SET NOT NULL alone would scan the table under an ACCESS EXCLUSIVE lock;
-add_not_null goes through a CHECK added NOT VALID, then validated, so traffic is never blocked.
+add_not_null goes through a CHECK added NOT VALID, then validated, so traffic is never blocked;
+it cannot break the release still serving, because the trigger of the previous revision fills
+the slug of every row it inserts. Drop that trigger (stop_filling_on_insert) in a later
+deploy, once no running release inserts users without a slug.
 
 Revision ID: c0ffee000004
 Revises: c0ffee000003

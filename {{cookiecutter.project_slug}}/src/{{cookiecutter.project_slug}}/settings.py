@@ -82,6 +82,9 @@ class MigrationSettings(BaseSettings):
     """Attempts of a DDL step whose lock is not granted, with exponential backoff between."""
     deploy_lock_wait: float = Field(default=900.0, gt=0)
     """Seconds a deploy waits for another deploy's migrations before giving up."""
+    batch_size: int | None = Field(default=None, ge=1, le=1_000_000)
+    """Rows per backfill batch for this run (every backfill_in_batches call); unset: each
+    call's own batch_size, or batches that adapt to about 50 ms."""
 
 
 @lru_cache

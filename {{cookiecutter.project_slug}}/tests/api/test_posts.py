@@ -34,6 +34,7 @@ async def test_create_then_get_post(client: AsyncClient) -> None:
     assert response.status_code == 200
     assert response.json() == created
     assert created["author_id"] == author_id
+    assert created["status"] == "draft"  # the column's server default
 
 
 async def test_post_by_unknown_author_is_404(client: AsyncClient) -> None:

@@ -46,4 +46,5 @@ class PostRead(BaseModel):
     author_id: int
     title: str
     body: str
+    status: str
     created_at: datetime

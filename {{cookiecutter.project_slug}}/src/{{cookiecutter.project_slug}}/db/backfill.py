@@ -17,12 +17,39 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy import Connection
 
-from {{ cookiecutter.project_slug }}.db.migration_helpers import migration_settings, timeouts
+from {{ cookiecutter.project_slug }}.db.migration_helpers import (
+    literal_sql,
+    migration_settings,
+    timeouts,
+)
 
 log = logging.getLogger("alembic.backfill")
 
 TARGET_BATCH_SECONDS = 0.05
 """What an adaptive batch aims at when a migration gives no batch size (see `make bench`)."""
+
+
+def batch_end(key: sa.ColumnClause[Any], after: Any, size: int) -> sa.Select[tuple[Any]]:
+    """The largest key of the ``size`` rows after key ``after`` (from the start when None)."""
+    batch = sa.select(key).order_by(key).limit(size)
+    if after is not None:
+        batch = batch.where(key > after)
+    return sa.select(sa.func.max(batch.subquery().c[0]))
+
+
+def batch_update(
+    table: sa.TableClause,
+    key: sa.ColumnClause[Any],
+    values: Mapping[str, Any],
+    pending: sa.ColumnElement[bool],
+    after: Any,
+    until: Any,
+) -> sa.Update:
+    """Set ``values`` on the pending rows with keys in (``after``, ``until``]."""
+    in_batch = [key <= until, pending]
+    if after is not None:
+        in_batch.append(key > after)
+    return table.update().where(*in_batch).values(**values)
 
 
 @dataclass
@@ -73,17 +100,11 @@ class KeysetBackfill:
 
     def batch_end(self, after: Any) -> Any:
         """The key of the last row of the batch after key ``after`` (None when no row is left)."""
-        batch = sa.select(self.key).order_by(self.key).limit(self.batch_size)
-        if after is not None:
-            batch = batch.where(self.key > after)
-        return self.connection.execute(sa.select(sa.func.max(batch.subquery().c[0]))).scalar()
+        return self.connection.execute(batch_end(self.key, after, self.batch_size)).scalar()
 
     def batch_update(self, after: Any, until: Any) -> sa.Update:
         """The UPDATE of the pending rows with keys in (``after``, ``until``]."""
-        in_batch = [self.key <= until, self.pending]
-        if after is not None:
-            in_batch.append(self.key > after)
-        return self.table.update().where(*in_batch).values(**self.values)
+        return batch_update(self.table, self.key, self.values, self.pending, after, until)
 
     def _resize(self, seconds: float) -> None:
         if self.target_seconds is None or seconds <= 0:
@@ -115,6 +136,10 @@ class KeysetBackfill:
         return progress
 
 
+OFFLINE_BATCH_SIZE = 5000
+"""Rows per batch in offline SQL, where batches cannot adapt (``-x batch_size=N`` overrides)."""
+
+
 def backfill_in_batches(
     table: sa.TableClause,
     *,
@@ -127,17 +152,34 @@ def backfill_in_batches(
 ) -> Progress | None:
     """Run a :class:`KeysetBackfill` from a migration.
 
-    With ``batch_size`` every batch has that many rows; without it the size adapts to keep each
-    batch near TARGET_BATCH_SECONDS. Each batch may run for MIGRATION_BACKFILL_BATCH_TIMEOUT.
-    Offline (``--sql``) there is nothing to loop over: the same change is emitted as one UPDATE.
+    Rows per batch: ``-x batch_size=N`` (or MIGRATION_BATCH_SIZE) for this run, else
+    ``batch_size``, else a size that adapts to keep each batch near TARGET_BATCH_SECONDS. Each
+    batch may run for MIGRATION_BACKFILL_BATCH_TIMEOUT. Offline (``--sql``) the same batches
+    are emitted as a ``DO`` block that commits after each one (see :func:`offline_backfill`).
     """
     context = op.get_context()
+    settings = migration_settings()
+    size = settings.batch_size or batch_size
     if context.as_sql:
-        op.execute(table.update().where(pending).values(**values))
+        script = offline_backfill(
+            table,
+            key=key,
+            values=values,
+            pending=pending,
+            label=label,
+            batch_size=size or OFFLINE_BATCH_SIZE,
+            pause_seconds=pause_seconds,
+        )
+        with context.autocommit_block():
+            # The DO block is one statement: statement_timeout would cut the whole backfill.
+            op.execute(sa.text("SET statement_timeout = 0"))
+            op.execute(literal_sql(script))
+            reset = sa.text("SET statement_timeout = :value")
+            op.execute(reset.bindparams(value=settings.statement_timeout))
         return None
     with (
         context.autocommit_block(),
-        timeouts(statement_timeout=migration_settings().backfill_batch_timeout),
+        timeouts(statement_timeout=settings.backfill_batch_timeout),
     ):
         runner = KeysetBackfill(
             op.get_bind(),
@@ -146,8 +188,70 @@ def backfill_in_batches(
             values,
             pending,
             label=label,
-            batch_size=batch_size or 1000,
-            target_seconds=None if batch_size else TARGET_BATCH_SECONDS,
+            batch_size=size or 1000,
+            target_seconds=None if size else TARGET_BATCH_SECONDS,
             pause_seconds=pause_seconds,
         )
         return runner.run()
+
+
+def offline_backfill(
+    table: sa.TableClause,
+    *,
+    key: sa.ColumnClause[Any],
+    values: Mapping[str, Any],
+    pending: sa.ColumnElement[bool],
+    label: str,
+    batch_size: int,
+    pause_seconds: float = 0.0,
+) -> str:
+    """The keyset backfill as one PL/pgSQL ``DO`` block that commits after every batch.
+
+    For a DBA who runs the offline SQL with psql (autocommit, outside a transaction, as the
+    script's COMMIT before it leaves it): the same batches and the same rows as the online
+    runner, each batch a short transaction, resumable by running it again.
+    """
+    dialect = op.get_context().dialect
+
+    def sql(statement: sa.ClauseElement) -> str:
+        return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+    after: sa.ColumnClause[Any] = sa.literal_column("backfill_after")
+    until: sa.ColumnClause[Any] = sa.literal_column("backfill_until")
+    preparer = dialect.identifier_preparer
+    key_type = f"{preparer.format_table(table)}.{preparer.quote(key.name)}%TYPE"
+    pause = f"        PERFORM pg_sleep({pause_seconds!r});\n" if pause_seconds else ""
+    progress = sql(sa.literal(f"{label}: % rows filled, up to key %"))
+
+    def batch(first: bool) -> str:
+        update = batch_update(table, key, values, pending, None if first else after, until)
+        return (
+            f"        {sql(update)};\n"
+            "        GET DIAGNOSTICS batch_rows = ROW_COUNT;\n"
+            "        filled := filled + batch_rows;\n"
+            "        COMMIT;\n"
+            f"        RAISE NOTICE {progress}, filled, backfill_until;\n"
+        )
+
+    return (
+        "DO $backfill$\n"
+        "DECLARE\n"
+        f"    backfill_after {key_type};\n"
+        f"    backfill_until {key_type};\n"
+        "    batch_rows bigint;\n"
+        "    filled bigint := 0;\n"
+        "BEGIN\n"
+        f"    backfill_until := ({sql(batch_end(key, None, batch_size))});\n"
+        "    IF backfill_until IS NOT NULL THEN\n"
+        f"{batch(first=True)}"
+        "    END IF;\n"
+        "    LOOP\n"
+        "        backfill_after := backfill_until;\n"
+        "        EXIT WHEN backfill_after IS NULL;\n"
+        f"        backfill_until := ({sql(batch_end(key, after, batch_size))});\n"
+        "        EXIT WHEN backfill_until IS NULL;\n"
+        f"{pause}{batch(first=False)}"
+        "    END LOOP;\n"
+        "END\n"
+        "$backfill$"
+    )

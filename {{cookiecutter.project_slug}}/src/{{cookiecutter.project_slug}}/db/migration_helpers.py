@@ -16,12 +16,14 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import op
+from alembic.util import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.util import ClauseAdapter
 
 from {{ cookiecutter.project_slug }}.settings import MigrationSettings
 
@@ -29,6 +31,7 @@ log = logging.getLogger("alembic.safety")
 T = TypeVar("T")
 
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of "canceling statement due to lock timeout"
+CHECK_VIOLATION = "23514"  # SQLSTATE of "check constraint ... is violated by some row"
 # Modes that conflict with the SHARE lock CREATE INDEX CONCURRENTLY waits for.
 WRITE_LOCK_MODES = (
     "RowExclusiveLock",
@@ -39,8 +42,12 @@ WRITE_LOCK_MODES = (
 )
 
 
-class MigrationSafetyError(RuntimeError):
-    """A migration step refused or gave up; the message says why and what to do."""
+class MigrationSafetyError(CommandError):
+    """A migration step refused or gave up; the message says why and what to do.
+
+    A CommandError, so the alembic command line prints it as one ``FAILED: ...`` line instead
+    of a traceback.
+    """
 
 
 # --- settings and timeouts ---------------------------------------------------------------------
@@ -362,6 +369,11 @@ def acknowledge_lint(rule: str, *, because: str) -> None:
         context.impl.output_buffer.write(f"-- {because}\n-- squawk-ignore {rule}\n")
 
 
+def literal_sql(statement: str) -> sa.TextClause:
+    """``statement`` as is: its colons (``:=``, ``::``, ``'a:b'``) are not bind parameters."""
+    return sa.text(statement.replace(":", "\\:"))
+
+
 def _quote(name: str) -> str:
     return op.get_context().dialect.identifier_preparer.quote(name)
 
@@ -396,6 +408,95 @@ def _is_not_null(table: str, column: str) -> bool:
     )
 
 
+def _primary_key(table: str) -> list[str]:
+    return list(
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT a.attname FROM pg_index AS i JOIN pg_attribute AS a"
+                " ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+                " WHERE i.indrelid = to_regclass(:table) AND i.indisprimary"
+                " ORDER BY array_position(i.indkey::int2[], a.attnum)"
+            ),
+            {"table": table},
+        )
+        .scalars()
+    )
+
+
+def _violations(table: str, condition: str) -> tuple[int, str]:
+    """How many rows of ``table`` make ``condition`` false, and the key of one of them."""
+    key = _primary_key(table)
+    rows = sa.table(table, *(sa.column(name) for name in key))
+    breaking = literal_sql(f"NOT ({condition})")
+    connection = op.get_bind()
+    count = connection.execute(sa.select(sa.func.count()).select_from(rows).where(breaking))
+    example = connection.execute(sa.select(*rows.c).where(breaking).limit(1)).first()
+    if example is None or not key:
+        return count.scalar_one(), "no key to show"
+    shown = ", ".join(f"{name}={value!r}" for name, value in zip(key, example, strict=True))
+    return count.scalar_one(), shown
+
+
+def _is_check_violation(exc: DBAPIError) -> bool:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) == CHECK_VIOLATION or "violated by some row" in str(exc)
+
+
+def _add_validated_check(name: str, table: str, condition: str, *, broken: str, fix: str) -> None:
+    """CHECK added NOT VALID, then validated; withdrawn again if a row breaks it.
+
+    Call inside ``autocommit_block()``: each step commits on its own. A NOT VALID CHECK left in
+    place after a failed VALIDATE would keep refusing the writes that broke it (an old release
+    inserting without the column, say), so it is dropped before the error is raised.
+    """
+    if not _constraint_exists(table, name):
+        with_lock_retry(
+            lambda: op.create_check_constraint(
+                op.f(name), table, condition, postgresql_not_valid=True
+            ),
+            table=table,
+        )
+    try:
+        _validate(table, name)
+    except DBAPIError as exc:
+        if not _is_check_violation(exc):
+            raise
+        with_lock_retry(
+            lambda: op.drop_constraint(op.f(name), table, type_="check", if_exists=True),
+            table=table,
+        )
+        count, example = _violations(table, condition)
+        msg = (
+            f"{count} row(s) of {table} {broken} (for example the row with {example}), so"
+            f" {name} cannot be validated. It was removed again: writes go on as before."
+            f" {fix} Then run the migration again."
+        )
+        raise MigrationSafetyError(msg) from exc
+
+
+def add_check_constraint(name: str, table: str, condition: str) -> None:
+    """Add ``CHECK (condition)`` without blocking traffic while every row is checked.
+
+    Problem: ADD CONSTRAINT ... CHECK scans the whole table under ACCESS EXCLUSIVE: no reads, no
+    writes. Added NOT VALID it is instant and applies to new and updated rows at once; VALIDATE
+    then scans the old rows under a lock that lets traffic through. If some row breaks it, the
+    constraint is removed again and the error says how many rows, one example key and what to
+    do; run the migration again once they are fixed. ``condition`` is SQL on ``table``'s
+    columns (``"status IN ('draft', 'published')"``); ``name`` should follow the naming
+    convention (``ck_<table>_<what>``).
+    """
+    with op.get_context().autocommit_block():
+        _add_validated_check(
+            name,
+            table,
+            condition,
+            broken=f"break CHECK ({condition})",
+            fix="Fix those rows (backfill_in_batches), and make sure no running release still"
+            " writes such values.",
+        )
+
+
 def add_not_null(table: str, column: str) -> None:
     """Make ``column`` NOT NULL without scanning the table under an exclusive lock.
 
@@ -403,21 +504,25 @@ def add_not_null(table: str, column: str) -> None:
     EXCLUSIVE: no reads, no writes. Instead, each step committed on its own: a CHECK added NOT
     VALID (instant), validated (scans, but under a lock that lets traffic through), then SET
     NOT NULL, which PostgreSQL 12+ proves from the valid CHECK without scanning; the CHECK goes.
+    If NULLs are left, nothing stays behind and the error says how many and where.
+
+    Every release still serving must fill the column on insert, or its inserts fail from the
+    moment the CHECK is added: give the column a constant server default, or install
+    :func:`fill_on_insert` together with the column (MIGRATIONS.md, "Add a NOT NULL column").
     """
     check = f"ck_{table}_{column}_not_null"
     with op.get_context().autocommit_block():
         if not _is_not_null(table, column):
-            if not _constraint_exists(table, check):
-                with_lock_retry(
-                    lambda: op.create_check_constraint(
-                        op.f(check),
-                        table,
-                        f"{_quote(column)} IS NOT NULL",
-                        postgresql_not_valid=True,
-                    ),
-                    table=table,
-                )
-            _validate(table, check)
+            _add_validated_check(
+                check,
+                table,
+                f"{_quote(column)} IS NOT NULL",
+                broken=f"have {column} NULL",
+                fix=f"Fill them (backfill_in_batches on {column} IS NULL), and make sure no"
+                " running release inserts rows without it: a constant server default, or"
+                " fill_on_insert installed with the column (MIGRATIONS.md, 'Add a NOT NULL"
+                " column').",
+            )
             with_lock_retry(lambda: op.alter_column(table, column, nullable=False), table=table)
         acknowledge_lint("ban-drop-constraint", because="NOT NULL now guarantees what it did")
         with_lock_retry(
@@ -477,12 +582,41 @@ def add_unique_constraint(name: str, table: str, columns: Sequence[str]) -> None
         with_lock_retry(lambda: op.execute(statement), table=table)
 
 
-# --- renaming a column: expand and contract ----------------------------------------------------
+# --- triggers: renames (expand and contract) and fills for the release still serving ---------
 
 
-def _sync_names(table: str, old: str, new: str) -> tuple[str, str]:
-    name = f"{table}_sync_{old}_{new}"
-    return _quote(name), _quote(table)
+def _replace_trigger(function: str, table: str, *, timing: str, when: str = "") -> None:
+    """(Re)create trigger ``function`` on ``table``, calling the function of the same name."""
+    quoted_function, quoted_table = _quote(function), _quote(table)
+    condition = f" WHEN ({when})" if when else ""
+    create = (
+        f"CREATE TRIGGER {quoted_function} {timing} ON {quoted_table}"
+        f" FOR EACH ROW{condition} EXECUTE FUNCTION {quoted_function}()"
+    )
+
+    def replace() -> None:  # PostgreSQL 13 has no CREATE OR REPLACE TRIGGER
+        op.execute(f"DROP TRIGGER IF EXISTS {quoted_function} ON {quoted_table}")
+        op.execute(literal_sql(create))
+
+    with_lock_retry(replace, table=table)
+
+
+def _remove_trigger(function: str, table: str) -> None:
+    """Drop the trigger and its function, as installed by :func:`_replace_trigger`."""
+    quoted_function, quoted_table = _quote(function), _quote(table)
+    drop_trigger = f"DROP TRIGGER IF EXISTS {quoted_function} ON {quoted_table}"
+    with_lock_retry(lambda: op.execute(drop_trigger), table=table)
+    acknowledge_lint("ban-drop-function", because="only the trigger dropped above called it")
+    op.execute(f"DROP FUNCTION IF EXISTS {quoted_function}()")
+
+
+def _create_trigger_function(function: str, body: str) -> None:
+    op.execute(
+        literal_sql(
+            f"CREATE OR REPLACE FUNCTION {_quote(function)}() RETURNS trigger"
+            f" LANGUAGE plpgsql AS $body$\nBEGIN\n{body}    RETURN NEW;\nEND\n$body$"
+        )
+    )
 
 
 def keep_columns_in_step(table: str, old: str, new: str) -> None:
@@ -491,12 +625,10 @@ def keep_columns_in_step(table: str, old: str, new: str) -> None:
     The expand step of a rename: while the previous release (writing ``old``) and the next one
     (writing ``new``) serve traffic side by side, each sees the other's writes.
     """
-    function, quoted_table = _sync_names(table, old, new)
     o, n = _quote(old), _quote(new)
-    # One statement per op.execute: asyncpg refuses several in one string.
-    op.execute(
-        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-        "BEGIN\n"
+    function = f"{table}_sync_{old}_{new}"
+    _create_trigger_function(
+        function,
         "    IF TG_OP = 'INSERT' THEN\n"
         f"        NEW.{n} := coalesce(NEW.{n}, NEW.{o});\n"
         f"        NEW.{o} := coalesce(NEW.{o}, NEW.{n});\n"
@@ -504,27 +636,39 @@ def keep_columns_in_step(table: str, old: str, new: str) -> None:
         f"        NEW.{n} := NEW.{o};\n"
         f"    ELSIF NEW.{n} IS DISTINCT FROM OLD.{n} THEN\n"
         f"        NEW.{o} := NEW.{n};\n"
-        "    END IF;\n"
-        "    RETURN NEW;\n"
-        "END\n"
-        "$$"
+        "    END IF;\n",
     )
-    trigger = (
-        f"CREATE TRIGGER {function} BEFORE INSERT OR UPDATE ON {quoted_table}"
-        f" FOR EACH ROW EXECUTE FUNCTION {function}()"
-    )
-
-    def replace_trigger() -> None:  # PostgreSQL 13 has no CREATE OR REPLACE TRIGGER
-        op.execute(f"DROP TRIGGER IF EXISTS {function} ON {quoted_table}")
-        op.execute(trigger)
-
-    with_lock_retry(replace_trigger, table=table)
+    _replace_trigger(function, table, timing="BEFORE INSERT OR UPDATE")
 
 
 def stop_keeping_columns_in_step(table: str, old: str, new: str) -> None:
     """Remove what :func:`keep_columns_in_step` installed (the contract step's first act)."""
-    function, quoted_table = _sync_names(table, old, new)
-    drop_trigger = f"DROP TRIGGER IF EXISTS {function} ON {quoted_table}"
-    with_lock_retry(lambda: op.execute(drop_trigger), table=table)
-    acknowledge_lint("ban-drop-function", because="only the trigger dropped above called it")
-    op.execute(f"DROP FUNCTION IF EXISTS {function}()")
+    _remove_trigger(f"{table}_sync_{old}_{new}", table)
+
+
+def fill_on_insert(table: sa.TableClause, column: str, value: sa.ColumnElement[Any]) -> None:
+    """Install a trigger that sets ``column`` to ``value`` on rows inserted without it.
+
+    Problem: the release still serving while a deploy migrates (and until the new one has
+    replaced it) inserts rows without the new column; once the column is NOT NULL, or has its
+    NOT VALID CHECK, every such insert fails. A constant needs no trigger (a server default
+    does it, catalog-only); a value computed from the row does. ``value`` is written on
+    ``table``'s columns, the very expression the backfill uses; the trigger computes it from
+    the new row. Install it in the same revision as the column, before the backfill, so that
+    no row is ever inserted without a value; remove it with :func:`stop_filling_on_insert` in
+    a later deploy, once every running release writes the column itself.
+    """
+    new_row = ClauseAdapter(table.alias("new")).traverse(value)
+    computed = new_row.compile(
+        dialect=op.get_context().dialect, compile_kwargs={"literal_binds": True}
+    )
+    function = f"{table.name}_fill_{column}"
+    _create_trigger_function(function, f"    NEW.{_quote(column)} := {computed};\n")
+    _replace_trigger(
+        function, table.name, timing="BEFORE INSERT", when=f"NEW.{_quote(column)} IS NULL"
+    )
+
+
+def stop_filling_on_insert(table: str, column: str) -> None:
+    """Remove what :func:`fill_on_insert` installed (once every release writes ``column``)."""
+    _remove_trigger(f"{table}_fill_{column}", table)
