@@ -246,6 +246,20 @@ def test_migrations_go_up_down_and_up_again(
     assert f"{head} (head)" in rendered.make("current", **database)
 
 
+def test_make_revision_brings_a_database_behind_head_up_first(
+    rendered: Rendered, create_database: Callable[[], str]
+) -> None:
+    database = create_database()
+    first = rendered.run("uv", "run", "alembic", "upgrade", "+1", DATABASE_URL=database)
+    assert first.returncode == 0, first.stderr
+
+    output = rendered.make("revision", "m=nothing changed", DATABASE_URL=database)
+
+    assert f"-> {head_of(rendered)}" in output  # upgraded to head first
+    assert "No change between the models and the database: no revision written." in output
+    assert rendered.run("git", "status", "--porcelain").stdout == ""
+
+
 def test_benchmark_runs_at_20000_rows_with_the_same_data_for_every_strategy(
     cookies_session: Any,
     shared_env: dict[str, str],

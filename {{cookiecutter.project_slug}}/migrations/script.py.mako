@@ -1,19 +1,37 @@
-"""${message}
+<%
+    # Import only what the body uses: the file is born clean for ruff (no unused import).
+    body = (upgrades or "") + (downgrades or "")
+    wanted = [line for line, used in (("import sqlalchemy as sa", "sa." in body), ("from alembic import op", "op." in body)) if used]
+    extra = imports.strip() if imports else ""
+    revises = down_revision if isinstance(down_revision, str) else ", ".join(down_revision or ())
+
+    def literal(value):
+        """Python source of a revision id (or ids, or None), quoted as ruff format wants."""
+        if isinstance(value, (list, tuple)):
+            return "(" + ", ".join(literal(item) for item in value) + ("," if len(value) == 1 else "") + ")"
+        return "None" if value is None else '"' + value + '"'
+%>"""${message}
 
 Revision ID: ${up_revision}
-Revises: ${down_revision | comma,n}
+Revises:${" " + revises if revises else ""}
 Create Date: ${create_date}
 """
 
 from collections.abc import Sequence
+% if wanted or extra:
 
-import sqlalchemy as sa
-from alembic import op
-${imports if imports else ""}
-revision: str = ${repr(up_revision)}
-down_revision: str | None = ${repr(down_revision)}
-branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
-depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+% endif
+% for line in wanted:
+${line}
+% endfor
+% if extra:
+${extra}
+% endif
+
+revision: str = ${literal(up_revision)}
+down_revision: str | None = ${literal(down_revision)}
+branch_labels: str | Sequence[str] | None = ${literal(branch_labels)}
+depends_on: str | Sequence[str] | None = ${literal(depends_on)}
 
 
 def upgrade() -> None:

@@ -4,7 +4,8 @@ Lesson: even an instant ALTER TABLE needs an ACCESS EXCLUSIVE lock for a moment.
 a long transaction it blocks every query that arrives after it: one slow report freezes the
 table. with_lock_retry runs the step with lock_timeout (5 s by default) and retries it with
 backoff, then fails naming the session in the way. A nullable column with no default rewrites
-nothing; never add a column with a volatile default (``now()``, ``random()``) to a big table.
+nothing; never add a column with a volatile default (``clock_timestamp()``, ``random()``,
+``gen_random_uuid()``) to a big table: it rewrites every row.
 
 Revision ID: c0ffee000006
 Revises: c0ffee000005

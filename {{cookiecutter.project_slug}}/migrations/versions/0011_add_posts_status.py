@@ -38,7 +38,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # op.f: the name as written; the naming convention would prefix "ck_posts_" again.
+    check = op.f(CHECK)
     with_lock_retry(
-        lambda: op.drop_constraint(CHECK, "posts", type_="check", if_exists=True), table="posts"
+        lambda: op.drop_constraint(check, "posts", type_="check", if_exists=True), table="posts"
     )
     with_lock_retry(lambda: op.drop_column("posts", "status", if_exists=True), table="posts")

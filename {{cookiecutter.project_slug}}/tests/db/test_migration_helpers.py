@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from {{ cookiecutter.project_slug }}.db.migration_helpers import (
     MigrationSafetyError,
+    add_check_constraint,
     add_unique_constraint,
     deploy_lock,
     deploy_lock_key,
@@ -122,3 +123,47 @@ async def test_unique_constraint_is_attached_to_a_concurrently_built_index(
             await connection.execute(text("INSERT INTO coupons VALUES (501, 'c1')"))
 
     assert constraint == [("u", "uq_coupons_code")]
+
+
+CHECK = "ck_coupons_percent_range"
+
+
+def _check_on_coupons(connection: Connection) -> None:
+    connection.commit()  # the helper opens autocommit blocks: no transaction may be open
+    context = MigrationContext.configure(connection)
+    with Operations.context(context), context.begin_transaction():
+        add_check_constraint(CHECK, "coupons", "percent BETWEEN 0 AND 100")
+
+
+async def test_check_constraint_that_fails_to_validate_leaves_nothing_behind(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(
+            text("CREATE TABLE coupons (id bigint PRIMARY KEY, percent int NOT NULL)")
+        )
+        await connection.execute(
+            text("INSERT INTO coupons SELECT g, g % 90 FROM generate_series(1, 500) g")
+        )
+        await connection.execute(text("UPDATE coupons SET percent = 150 WHERE id IN (7, 9)"))
+        await connection.commit()
+
+        with pytest.raises(MigrationSafetyError) as failure:
+            await connection.run_sync(_check_on_coupons)
+        left = await connection.execute(
+            text("SELECT count(*) FROM pg_constraint WHERE conname = :name"), {"name": CHECK}
+        )
+        assert left.scalar_one() == 0
+        await connection.execute(text("INSERT INTO coupons VALUES (501, 200)"))  # not refused
+        await connection.execute(text("UPDATE coupons SET percent = 100 WHERE percent > 100"))
+        await connection.commit()
+
+        await connection.run_sync(_check_on_coupons)  # the same step, after the fix
+        await connection.commit()
+        with pytest.raises(IntegrityError, match=CHECK):
+            await connection.execute(text("INSERT INTO coupons VALUES (502, 101)"))
+
+    message = str(failure.value)
+    assert "2 row(s) of coupons break CHECK (percent BETWEEN 0 AND 100)" in message
+    assert "(for example the row with id=7)" in message
+    assert "It was removed again: writes go on as before." in message

@@ -69,7 +69,8 @@ def test_backfill_rejects_a_bad_batch_size(database_before_backfill: URL) -> Non
     )
 
     assert result.returncode != 0
-    assert "batch_size must be a positive integer" in result.stderr
+    assert "Invalid migration setting" in result.stderr
+    assert "batch_size" in result.stderr
 
 
 async def test_interrupted_backfill_resumes_to_the_same_result(

@@ -1,5 +1,6 @@
 """What each later lesson promises, checked on a real database at its revision."""
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tests.conftest import alembic_config, migrate, revision_at, run_blocking
+from tests.migrations.conftest import run_alembic
 
 PHONE, EXPAND_RENAME, CONTRACT_RENAME, REVIEWER, TRIM = 5, 6, 7, 8, 9  # places in the chain
 users = table(
@@ -118,3 +120,20 @@ def test_titles_are_trimmed_in_batches(create_database: Callable[[], URL]) -> No
 
     titles = [row.title for row in sql(url, "SELECT title FROM posts ORDER BY id")]
     assert titles == ["Hello", "Clean", "\tTabbed"]  # btrim trims spaces only, as written
+
+
+def test_batch_size_of_the_run_reaches_every_backfill(create_database: Callable[[], URL]) -> None:
+    url = create_database()
+    migrate(url, revision_at(REVIEWER))
+    sql(url, "INSERT INTO users (email, full_name, slug) VALUES ('e@x.org', 'E', 'e')")
+    sql(
+        url,
+        "INSERT INTO posts (author_id, title, body)"
+        " SELECT (SELECT min(id) FROM users), ' title ' || g, 'x' FROM generate_series(1, 12) g",
+    )
+
+    result = run_alembic("-x", "batch_size=5", "upgrade", revision_at(TRIM), database_url=url)
+
+    assert result.returncode == 0, result.stderr
+    assert "posts.title: 12 rows to fill, batches of 5" in result.stderr
+    assert len(re.findall(r"posts\.title: \d+/12 rows", result.stderr)) == 3  # 5 + 5 + 2

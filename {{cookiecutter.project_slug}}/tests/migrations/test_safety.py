@@ -228,3 +228,12 @@ def test_a_bad_migration_setting_is_refused_before_anything_runs() -> None:
     assert result.returncode != 0
     assert "Invalid migration setting" in result.stderr
     assert "expected a PostgreSQL duration" in result.stderr
+
+
+def test_a_misspelled_setting_is_refused_with_the_known_ones() -> None:
+    result = run_alembic("-x", "lock_timout=1s", "upgrade", "head", "--sql", database_url=None)
+
+    assert result.returncode != 0
+    assert "Unknown -x setting(s): lock_timout." in result.stderr
+    assert "Known: lock_timeout, statement_timeout," in result.stderr
+    assert "batch_size" in result.stderr
