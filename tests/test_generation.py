@@ -257,7 +257,7 @@ def test_make_revision_brings_a_database_behind_head_up_first(
 
     assert f"-> {head_of(rendered)}" in output  # upgraded to head first
     assert "No change between the models and the database: no revision written." in output
-    assert rendered.run("git", "status", "--porcelain").stdout == ""
+    assert rendered.run("git", "status", "--porcelain", "migrations").stdout == ""
 
 
 def test_benchmark_runs_at_20000_rows_with_the_same_data_for_every_strategy(

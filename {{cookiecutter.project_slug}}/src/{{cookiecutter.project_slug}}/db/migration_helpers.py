@@ -442,11 +442,14 @@ def _violations(table: str, condition: str) -> tuple[int, str]:
     breaking = literal_sql(f"NOT ({condition})")
     connection = op.get_bind()
     count = connection.execute(sa.select(sa.func.count()).select_from(rows).where(breaking))
+    total = count.scalar_one()
+    if not key:
+        return total, "no primary key to show"
     example = connection.execute(sa.select(*rows.c).where(breaking).limit(1)).first()
-    if example is None or not key:
-        return count.scalar_one(), "no key to show"
+    if example is None:
+        return total, "none left now"
     shown = ", ".join(f"{name}={value!r}" for name, value in zip(key, example, strict=True))
-    return count.scalar_one(), shown
+    return total, shown
 
 
 def _is_check_violation(exc: DBAPIError) -> bool:
