@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 DEMO := build/my_service
 
-.PHONY: demo test clean
+.PHONY: demo test lock clean
 
 $(VENV)/installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ demo: $(VENV)/installed  ## render my_service with default answers and run it (m
 
 test: $(VENV)/installed  ## every test of the template: hooks, and each answer combination rendered and run
 	PATH="$(BIN):$$PATH" $(BIN)/pytest
+
+lock: $(VENV)/installed  ## move the rendered projects' uv.lock to the newest allowed versions; then make test
+	rm -rf build/lock
+	$(BIN)/cookiecutter --no-input . --output-dir build/lock project_name="Template Lock"
+	cd build/lock/template_lock && $(BIN)/uv lock --upgrade
+	sed 's/^name = "template-lock"$$/name = "{{ cookiecutter.project_slug | replace("_", "-") }}"/' \
+		build/lock/template_lock/uv.lock > '{{cookiecutter.project_slug}}/uv.lock'
+	grep -c 'cookiecutter.project_slug' '{{cookiecutter.project_slug}}/uv.lock' | grep -qx 1
 
 clean:
 	rm -rf build $(VENV)

@@ -187,9 +187,9 @@ def test_ci_workflow_runs_lint_tests_check_and_offline_sql(rendered: Rendered) -
 
     commands = [step["run"] for step in steps if "run" in step]
     assert commands == [
-        "uv sync",
+        "uv sync --locked",
         "make lint",
-        "make test",
+        "make test-all",
         "make sql",
         "make migrate check",
         "make downgrade to=base migrate",
@@ -197,6 +197,27 @@ def test_ci_workflow_runs_lint_tests_check_and_offline_sql(rendered: Rendered) -
     for command in commands[1:]:
         target = command.split()[1]
         assert re.search(rf"^{target}:", (rendered.path / "Makefile").read_text(), re.MULTILINE)
+
+
+def test_dependencies_are_locked_and_kept_current(rendered: Rendered) -> None:
+    checked = rendered.run("uv", "lock", "--check")
+
+    assert checked.returncode == 0, checked.stderr
+    assert rendered.run("git", "ls-files", "uv.lock").stdout.strip() == "uv.lock"  # first commit
+    dependabot = rendered.path / ".github" / "dependabot.yml"
+    if rendered.combination.answers.get("ci") == "none":
+        assert not dependabot.exists()
+        return
+    updates = yaml.safe_load(dependabot.read_text(encoding="utf-8"))["updates"]
+    assert {update["package-ecosystem"] for update in updates} == {"uv", "github-actions"}
+
+
+def test_pre_commit_hooks_pass_on_the_render(rendered: Rendered) -> None:
+    result = rendered.run("uv", "run", "pre-commit", "run", "--all-files")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    for hook in ("ruff check", "ruff format", "mypy (strict)", "squawk and whole-table-dml"):
+        assert re.search(rf"^{re.escape(hook)}\.+Passed$", result.stdout, re.MULTILINE), hook
 
 
 def test_rendered_project_passes_its_linters(rendered: Rendered) -> None:
@@ -212,7 +233,7 @@ def test_rendered_test_suite_passes_on_real_postgresql(
 ) -> None:
     on_server = rendered.combination.tests_on == "server"
 
-    output = rendered.make("test", TEST_DATABASE_URL=postgres_url if on_server else None)
+    output = rendered.make("test-all", TEST_DATABASE_URL=postgres_url if on_server else None)
 
     summary = re.findall(r"^=+ (.+) in [\d.]+s", output, re.MULTILINE)[-1]
     assert re.search(r"\d+ passed", summary), summary

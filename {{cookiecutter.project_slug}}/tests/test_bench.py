@@ -7,12 +7,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import URL
 
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 from tests.conftest import as_admin, run_blocking
 
+pytestmark = pytest.mark.slow  # the benchmark runs every strategy: make test-all
 BENCH = PROJECT_ROOT / "scripts" / "bench_migrations.py"
 
 

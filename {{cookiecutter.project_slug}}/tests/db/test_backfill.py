@@ -111,6 +111,7 @@ async def test_progress_reports_rows_rate_and_eta() -> None:
     assert line.endswith("next batch 25")
 
 
+@pytest.mark.slow  # kill -9, three times: make test-all
 async def test_killed_runs_resume_and_process_every_row_exactly_once(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:

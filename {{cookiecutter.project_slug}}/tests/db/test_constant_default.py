@@ -2,12 +2,14 @@
 
 from collections.abc import Callable
 
+import pytest
 import sqlalchemy as sa
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import URL, Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+pytestmark = pytest.mark.slow  # a table of 50,000 rows rewritten: make test-all
 ROWS = 50_000
 
 

@@ -24,7 +24,9 @@ def alembic_engine(create_database: Callable[[], URL]) -> AsyncEngine:
     return create_async_engine(create_database(), poolclass=NullPool)
 
 
-def alembic_command(*args: str, database_url: URL | None) -> tuple[list[str], dict[str, str]]:
+def alembic_command(
+    *args: str, database_url: URL | None, alembic_ini: Path = PROJECT_ROOT / "alembic.ini"
+) -> tuple[list[str], dict[str, str]]:
     """The alembic command line and its environment: DATABASE_URL set, or not at all."""
     env = {
         key: value
@@ -33,8 +35,7 @@ def alembic_command(*args: str, database_url: URL | None) -> tuple[list[str], di
     }
     if database_url is not None:
         env["DATABASE_URL"] = database_url.render_as_string(hide_password=False)
-    config = str(PROJECT_ROOT / "alembic.ini")
-    return [sys.executable, "-m", "alembic", "-c", config, *args], env
+    return [sys.executable, "-m", "alembic", "-c", str(alembic_ini), *args], env
 
 
 def run_alembic(

@@ -14,6 +14,7 @@ from {{ cookiecutter.project_slug }}.models import slug_base
 from tests.conftest import connect, migrate, revision_at
 from tests.migrations.conftest import alembic_command, run_alembic
 
+pytestmark = pytest.mark.slow  # alembic runs killed and resumed: make test-all
 ROWS = 1000
 BATCH = 7
 NAMES = ["Ada Lovelace", "ada lovelace", "Grace Hopper", "!!!", "Ünïcode Ñame", "  Alan  Turing "]

@@ -4,6 +4,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import pytest
 from alembic import command
 from sqlalchemy import URL, Executable, Row, column, insert, table, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -12,6 +13,7 @@ from sqlalchemy.pool import NullPool
 from tests.conftest import alembic_config, migrate, revision_at, run_blocking
 from tests.migrations.conftest import run_alembic
 
+pytestmark = pytest.mark.slow  # each lesson migrated on a database of its own: make test-all
 PHONE, EXPAND_RENAME, CONTRACT_RENAME, REVIEWER, TRIM = 5, 6, 7, 8, 9  # places in the chain
 users = table(
     "users",

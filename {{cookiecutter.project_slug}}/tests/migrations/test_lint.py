@@ -15,6 +15,7 @@ from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 from tests.conftest import revisions
 
+pytestmark = pytest.mark.slow  # squawk over every revision, twice: make test-all
 LINT = [sys.executable, str(PROJECT_ROOT / "scripts" / "lint_migrations.py")]
 
 UNSAFE_REVISION = '''"""Unsafe on a live table: plain index, required column, whole-table DML."""

@@ -11,6 +11,7 @@ from tests.conftest import connect, migrate, revision_at, revisions
 from tests.migrations.conftest import run_alembic
 from tests.old_release import old_release_writer
 
+pytestmark = pytest.mark.slow  # upgrade head under a live writer: make test-all
 SEED_ROWS = 3000
 users = table("users", column("email"), column("full_name"), column("slug"))
 posts = table("posts", column("author_id"), column("title"), column("body"))

@@ -1,24 +1,83 @@
 """The safety net of every migration, proved against real PostgreSQL and the real command line.
 
 Deploy lock, lock timeouts with retries, concurrent index builds that fail and heal, sessions
-idle in a transaction, timeouts in offline SQL. No timing is asserted, only outcomes.
+idle in a transaction, timeouts in offline SQL. The revisions are a scratch chain of the
+test's own (tests/scratch.py), run through the project's env.py, so the proofs hold whatever
+the project's own migrations are. No timing is asserted, only outcomes.
 """
 
 import asyncio
 import re
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy import URL, text
 
-from {{ cookiecutter.project_slug }}.models import slug_base
+from tests.conftest import connect
+from tests.migrations.conftest import run_alembic
+from tests.scratch import ScratchChain, scratch_chain
 
-from tests.conftest import connect, migrate, revision_at, revisions
-from tests.migrations.conftest import alembic_command, run_alembic
+pytestmark = pytest.mark.slow  # races, lock waits and failed builds: make test-all
 
-NAMES = ["Ada Lovelace", "Grace Hopper", "Alan Turing"]
+TABLES, LABEL, UNIQUE_CODE, OWNER = 0, 1, 2, 3  # places in the chain
+CHAIN = [
+    """
+def upgrade() -> None:
+    op.create_table("owners", sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True))
+    op.create_table(
+        "items",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("code", sa.Text, nullable=False),
+        sa.Column("name", sa.Text, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("items")
+    op.drop_table("owners")
+""",
+    """
+def upgrade() -> None:
+    with_lock_retry(lambda: op.add_column("items", sa.Column("label", sa.Text)), table="items")
+
+
+def downgrade() -> None:
+    with_lock_retry(lambda: op.drop_column("items", "label"), table="items")
+""",
+    """
+def upgrade() -> None:
+    create_index_concurrently("ix_items_code", "items", ["code"], unique=True)
+
+
+def downgrade() -> None:
+    drop_index_concurrently("ix_items_code", "items")
+""",
+    """
+def upgrade() -> None:
+    owner = sa.Column("owner_id", sa.BigInteger)
+    with_lock_retry(lambda: op.add_column("items", owner, if_not_exists=True), table="items")
+    create_index_concurrently("ix_items_owner_id", "items", ["owner_id"])
+    add_foreign_key(
+        "fk_items_owner_id_owners", "items", "owners", ["owner_id"], ["id"], ondelete="SET NULL"
+    )
+
+
+def downgrade() -> None:
+    with_lock_retry(
+        lambda: op.drop_constraint("fk_items_owner_id_owners", "items", type_="foreignkey"),
+        table="items",
+    )
+    drop_index_concurrently("ix_items_owner_id", "items")
+    with_lock_retry(lambda: op.drop_column("items", "owner_id"), table="items")
+""",
+]
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> ScratchChain:
+    return scratch_chain(tmp_path, *CHAIN)
 
 
 async def scalar(url: URL, sql: str) -> object:
@@ -26,36 +85,26 @@ async def scalar(url: URL, sql: str) -> object:
         return (await connection.execute(text(sql))).scalar()
 
 
-async def alembic(*args: str, url: URL) -> tuple[int, str]:
-    """Run alembic in a subprocess without blocking the event loop; return (code, stderr)."""
-    command, env = alembic_command(*args, database_url=url)
-    process = await asyncio.create_subprocess_exec(
-        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout=300)
-    assert process.returncode is not None
-    return process.returncode, stderr.decode()
-
-
-@pytest.fixture
-def users_before_slug_index(create_database: Callable[[], URL]) -> URL:
-    """A database at revision 3 (slugs backfilled, not yet indexed) holding three users."""
-    url = create_database()
-    migrate(url, revision_at(0))
-    rows = [{"email": f"u{i}@example.com", "full_name": name} for i, name in enumerate(NAMES)]
-    asyncio.run(
-        _execute(url, "INSERT INTO users (email, full_name) VALUES (:email, :full_name)", rows)
-    )
-    migrate(url, revision_at(2))
-    return url
-
-
-async def _execute(
-    url: URL, sql: str, parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
-) -> None:
+async def execute(url: URL, *statements: str) -> None:
     async with connect(url) as connection:
-        await connection.execute(text(sql), parameters)
+        for statement in statements:
+            await connection.execute(text(statement))
         await connection.commit()
+
+
+async def alembic(chain: ScratchChain, *args: str, url: URL) -> tuple[int, str]:
+    """Run alembic in a subprocess without blocking the event loop; return (code, output)."""
+    command, env = chain.command_line(*args, url=url)
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=300)
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def current(url: URL) -> object:
+    return await scalar(url, "SELECT version_num FROM alembic_version")
 
 
 async def index_state(url: URL, name: str) -> bool | None:
@@ -69,11 +118,25 @@ async def index_state(url: URL, name: str) -> bool | None:
     return None if valid is None else bool(valid)
 
 
+@pytest.fixture
+def items_before_code_index(chain: ScratchChain, create_database: Callable[[], URL]) -> URL:
+    """A database just before the unique index on items.code, holding three items."""
+    url = create_database()
+    chain.upgrade(url, chain.revisions[LABEL])
+    asyncio.run(
+        execute(
+            url,
+            "INSERT INTO items (code, name) VALUES ('a', 'Ada'), ('b', 'Grace'), ('c', 'Alan')",
+        )
+    )
+    return url
+
+
 def test_eight_concurrent_deploys_all_succeed_and_migrate_once(
-    create_database: Callable[[], URL],
+    chain: ScratchChain, create_database: Callable[[], URL]
 ) -> None:
     url = create_database()
-    command, env = alembic_command("upgrade", "head", database_url=url)
+    command, env = chain.command_line("upgrade", "head", url=url)
     processes = [
         subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -85,121 +148,121 @@ def test_eight_concurrent_deploys_all_succeed_and_migrate_once(
     failures = "\n\n".join(err[-3000:] for (_, err), code in results if code != 0)
     assert [code for _, code in results] == [0] * 8, failures
     applied = [re.findall(r"Running upgrade \S* -> (\w+)", err) for (_, err), _ in results]
-    assert sorted(revision for ran in applied for revision in ran) == sorted(
-        revisions()
-    )  # each revision ran exactly once
-    assert asyncio.run(scalar(url, "SELECT version_num FROM alembic_version")) == revisions()[-1]
+    # Each revision ran exactly once, in one deploy or another.
+    assert sorted(revision for ran in applied for revision in ran) == sorted(chain.revisions)
+    assert asyncio.run(current(url)) == chain.revisions[-1]
 
 
 async def test_ddl_behind_a_held_lock_gives_up_naming_the_holder(
-    create_database: Callable[[], URL],
+    chain: ScratchChain, create_database: Callable[[], URL]
 ) -> None:
     url = create_database()
-    before, phone = revision_at(4), revision_at(5)
-    await asyncio.to_thread(migrate, url, before)
+    before, label = chain.revisions[TABLES], chain.revisions[LABEL]
+    await asyncio.to_thread(chain.upgrade, url, before)
     async with connect(url) as holder:
-        await holder.execute(text("LOCK TABLE users IN SHARE MODE"))
+        await holder.execute(text("LOCK TABLE items IN SHARE MODE"))
         holder_pid = (await holder.execute(text("SELECT pg_backend_pid()"))).scalar_one()
 
-        code, stderr = await alembic(
-            "-x", "lock_timeout=100ms", "-x", "lock_attempts=3", "upgrade", phone, url=url
+        code, output = await alembic(
+            chain, "-x", "lock_timeout=100ms", "-x", "lock_attempts=3", "upgrade", label, url=url
         )
 
     assert code != 0
-    assert len(re.findall(r"lock on users not granted \(attempt \d/3\)", stderr)) == 3
-    assert "could not lock users after 3 attempts (lock_timeout 100ms each)" in stderr
-    assert f"pid {holder_pid} (idle in transaction, ShareLock)" in stderr
-    assert await scalar(url, "SELECT version_num FROM alembic_version") == before
-    assert await scalar(url, "SELECT to_regclass('users') IS NOT NULL") is True
-    columns = "SELECT count(*) FROM information_schema.columns WHERE column_name = 'phone'"
-    assert await scalar(url, columns) == 0
+    assert len(re.findall(r"lock on items not granted \(attempt \d/3\)", output)) == 3
+    assert "FAILED: could not lock items after 3 attempts (lock_timeout 100ms each)" in output
+    assert f"pid {holder_pid} (idle in transaction, ShareLock)" in output
+    assert "Traceback" not in output
+    assert await current(url) == before
+    columns = "SELECT count(*) FROM information_schema.columns WHERE table_name = 'items'"
+    assert await scalar(url, columns) == 3  # id, code, name: no label
 
     # With the lock released, the same deploy goes through.
-    assert (await alembic("upgrade", phone, url=url))[0] == 0
+    assert (await alembic(chain, "upgrade", label, url=url))[0] == 0
 
 
 async def test_failed_concurrent_index_is_left_invalid_and_healed_by_the_next_run(
-    users_before_slug_index: URL,
+    chain: ScratchChain, items_before_code_index: URL
 ) -> None:
-    url = users_before_slug_index
-    before, unique_slug = revision_at(2), revision_at(3)
-    await _execute(url, "UPDATE users SET slug = 'duplicate' WHERE id IN (1, 2)")
+    url = items_before_code_index
+    unique_code = chain.revisions[UNIQUE_CODE]
+    await execute(url, "UPDATE items SET code = 'duplicate' WHERE id IN (1, 2)")
 
-    code, stderr = await alembic("upgrade", unique_slug, url=url)
+    code, output = await alembic(chain, "upgrade", unique_code, url=url)
 
     assert code != 0
-    assert "building ix_users_slug concurrently failed" in stderr
-    assert await index_state(url, "ix_users_slug") is False  # INVALID, as PostgreSQL leaves it
-    assert await scalar(url, "SELECT version_num FROM alembic_version") == before
+    assert "building ix_items_code concurrently failed" in output
+    assert await index_state(url, "ix_items_code") is False  # INVALID, as PostgreSQL leaves it
+    assert await current(url) == chain.revisions[LABEL]
 
-    for user_id in (1, 2):
-        fixed = {"slug": f"{slug_base(NAMES[user_id - 1])}-{user_id}", "id": user_id}
-        await _execute(url, "UPDATE users SET slug = :slug WHERE id = :id", fixed)
-    code, stderr = await alembic("upgrade", unique_slug, url=url)
+    await execute(url, "UPDATE items SET code = 'fixed-' || id WHERE code = 'duplicate'")
+    code, output = await alembic(chain, "upgrade", unique_code, url=url)
 
-    assert code == 0, stderr
-    assert "index ix_users_slug is INVALID (a failed earlier build): rebuilding it" in stderr
-    assert await index_state(url, "ix_users_slug") is True
-    assert await scalar(url, "SELECT version_num FROM alembic_version") == unique_slug
+    assert code == 0, output
+    assert "index ix_items_code is INVALID (a failed earlier build): rebuilding it" in output
+    assert await index_state(url, "ix_items_code") is True
+    assert await current(url) == unique_code
 
 
 async def test_session_idle_in_transaction_makes_the_index_build_fail_fast(
-    users_before_slug_index: URL,
+    chain: ScratchChain, items_before_code_index: URL
 ) -> None:
-    url = users_before_slug_index
+    url = items_before_code_index
     async with connect(url, isolation_level="REPEATABLE READ") as idle:
-        await idle.execute(text("SELECT count(*) FROM users"))  # holds a snapshot, then idles
+        await idle.execute(text("SELECT count(*) FROM items"))  # holds a snapshot, then idles
         idle_pid = (await idle.execute(text("SELECT pg_backend_pid()"))).scalar_one()
         await asyncio.sleep(1.5)  # idle for over a second: not merely between two statements
 
-        code, stderr = await alembic("upgrade", revision_at(3), url=url)
+        code, output = await alembic(chain, "upgrade", chain.revisions[UNIQUE_CODE], url=url)
 
     assert code != 0
-    assert "CREATE INDEX CONCURRENTLY would wait for sessions idle in a transaction" in stderr
-    assert f"pid {idle_pid}: " in stderr
-    assert await index_state(url, "ix_users_slug") is None
-    assert await scalar(url, "SELECT version_num FROM alembic_version") == revision_at(2)
+    assert "CREATE INDEX CONCURRENTLY would wait for sessions idle in a transaction" in output
+    assert f"pid {idle_pid}: " in output
+    assert await index_state(url, "ix_items_code") is None
+    assert await current(url) == chain.revisions[LABEL]
 
 
 async def test_migration_that_failed_half_way_is_simply_run_again(
-    create_database: Callable[[], URL],
+    chain: ScratchChain, create_database: Callable[[], URL]
 ) -> None:
     url = create_database()
-    before, reviewer = revision_at(7), revision_at(8)
-    await asyncio.to_thread(migrate, url, before)
+    before, owner = chain.revisions[UNIQUE_CODE], chain.revisions[OWNER]
+    await asyncio.to_thread(chain.upgrade, url, before)
     async with connect(url, isolation_level="REPEATABLE READ") as idle:
-        await idle.execute(text("SELECT 1"))  # a snapshot, and no lock on posts
+        await idle.execute(text("SELECT 1"))  # a snapshot, and no lock on items
         await asyncio.sleep(1.5)
 
-        code, stderr = await alembic("upgrade", reviewer, url=url)
+        code, output = await alembic(chain, "upgrade", owner, url=url)
 
     # The index build refused to start, after the new column had been committed.
     assert code != 0
-    assert "not building ix_posts_reviewer_id" in stderr
-    assert await scalar(url, "SELECT version_num FROM alembic_version") == before
-    column = "SELECT count(*) FROM information_schema.columns WHERE column_name = 'reviewer_id'"
+    assert "not building ix_items_owner_id" in output
+    assert await current(url) == before
+    column = (
+        "SELECT count(*) FROM information_schema.columns"
+        " WHERE table_name = 'items' AND column_name = 'owner_id'"
+    )
     assert await scalar(url, column) == 1
 
-    code, stderr = await alembic("upgrade", reviewer, url=url)
+    code, output = await alembic(chain, "upgrade", owner, url=url)
 
-    assert code == 0, stderr
-    assert await scalar(url, "SELECT version_num FROM alembic_version") == reviewer
-    assert await index_state(url, "ix_posts_reviewer_id") is True
-    validated = (
-        "SELECT convalidated FROM pg_constraint WHERE conname = 'fk_posts_reviewer_id_users'"
-    )
+    assert code == 0, output
+    assert await current(url) == owner
+    assert await index_state(url, "ix_items_owner_id") is True
+    validated = "SELECT convalidated FROM pg_constraint WHERE conname = 'fk_items_owner_id_owners'"
     assert await scalar(url, validated) is True
 
 
-async def test_valid_index_with_another_definition_is_refused(users_before_slug_index: URL) -> None:
-    url = users_before_slug_index
-    await _execute(url, "CREATE INDEX ix_users_slug ON users (full_name)")
+async def test_valid_index_with_another_definition_is_refused(
+    chain: ScratchChain, items_before_code_index: URL
+) -> None:
+    url = items_before_code_index
+    await execute(url, "CREATE INDEX ix_items_code ON items (name)")
 
-    code, stderr = await alembic("upgrade", revision_at(3), url=url)
+    code, output = await alembic(chain, "upgrade", chain.revisions[UNIQUE_CODE], url=url)
 
     assert code != 0
-    assert "index ix_users_slug exists with another definition" in stderr
-    assert "CREATE INDEX ix_users_slug ON public.users USING btree (full_name)" in stderr
+    assert "index ix_items_code exists with another definition" in output
+    assert "CREATE INDEX ix_items_code ON public.items USING btree (name)" in output
 
 
 def test_offline_sql_starts_with_the_timeouts() -> None:
