@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
-from tests.migrations.conftest import alembic_command
+from tests.migrations.conftest import alembic_command, run_alembic
 
 HEADER = '''"""Scratch revision {number} of a test."""
 
@@ -56,10 +56,7 @@ class ScratchChain:
         return alembic_command(*args, database_url=url, alembic_ini=self.alembic_ini)
 
     def run(self, *args: str, url: URL | None) -> subprocess.CompletedProcess[str]:
-        arguments, env = self.command_line(*args, url=url)
-        return subprocess.run(
-            arguments, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
+        return run_alembic(*args, database_url=url, alembic_ini=self.alembic_ini)
 
 
 def scratch_chain(directory: Path, *bodies: str) -> ScratchChain:

@@ -39,9 +39,12 @@ def alembic_command(
 
 
 def run_alembic(
-    *args: str, database_url: URL | None, cwd: Path = PROJECT_ROOT
+    *args: str,
+    database_url: URL | None,
+    cwd: Path = PROJECT_ROOT,
+    alembic_ini: Path = PROJECT_ROOT / "alembic.ini",
 ) -> subprocess.CompletedProcess[str]:
-    command, env = alembic_command(*args, database_url=database_url)
+    command, env = alembic_command(*args, database_url=database_url, alembic_ini=alembic_ini)
     return subprocess.run(
         command,
         cwd=cwd,
