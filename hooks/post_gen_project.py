@@ -22,6 +22,25 @@ from pathlib import Path
 # Every option's footprint: the paths that exist only for some answer, removed for the others.
 # "{slug}" stands for the project's package name.
 PATHS_ONLY_FOR = {
+    ("starting_schema", "lessons"): [
+        "migrations/versions/0001_create_users.py",
+        "migrations/versions/0002_add_users_slug.py",
+        "migrations/versions/0003_backfill_users_slug.py",
+        "migrations/versions/0004_users_slug_unique_not_null.py",
+        "migrations/versions/0005_create_posts.py",
+        "migrations/versions/0006_add_users_phone.py",
+        "migrations/versions/0007_expand_users_phone_number.py",
+        "migrations/versions/0008_contract_users_phone.py",
+        "migrations/versions/0009_add_posts_reviewer.py",
+        "migrations/versions/0010_trim_post_titles.py",
+        "migrations/versions/0011_add_posts_status.py",
+        "src/{slug}/models/user.py",
+        "src/{slug}/models/post.py",
+        "tests/migrations/test_lessons.py",
+        "tests/migrations/test_backfill_slug.py",
+        "tests/migrations/test_release_still_serving.py",
+    ],
+    ("starting_schema", "empty"): ["migrations/versions/0001_baseline.py"],
     ("include_example_api", "yes"): [
         "src/{slug}/api/users.py",
         "src/{slug}/api/posts.py",
@@ -176,7 +195,8 @@ def main(answers: dict[str, str], root: Path) -> int:
         now = datetime.now(timezone.utc).replace(microsecond=0)  # noqa: UP017 (hooks run on 3.10)
         refresh_revision_ids(root / VERSIONS_DIR, now)
         chain = linear_chain(read_revisions(root / VERSIONS_DIR))
-        print(f"migrations: {len(chain)} revisions in one line, head {chain[-1].revision}")
+        count = f"{len(chain)} revision{'s' if len(chain) > 1 else ''}"
+        print(f"migrations: {count} in one line, head {chain[-1].revision}")
     except HookError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1

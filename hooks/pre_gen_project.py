@@ -42,6 +42,7 @@ SHADOWED_NAMES = {
 }
 
 CHOICES = {
+    "starting_schema": ("lessons", "empty"),
     "include_example_api": ("yes", "no"),
     "apply_migrations_after_render": ("no", "embedded", "database_url"),
     "ci": ("github", "none"),
@@ -88,6 +89,11 @@ def validate(answers: dict[str, str]) -> list[str]:
     for key, allowed in CHOICES.items():
         if answers.get(key) not in allowed:
             problems.append(f"{key} {answers.get(key)!r}: must be one of {', '.join(allowed)}")
+    if answers.get("starting_schema") == "empty" and answers.get("include_example_api") == "yes":
+        problems.append(
+            "include_example_api 'yes': the example API serves the lessons' users and posts"
+            " tables, which starting_schema=empty leaves out; answer no, or choose lessons"
+        )
     return problems
 
 

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import TEMPLATE, load_hook
+from tests.conftest import load_hook
 
 post_gen = load_hook("post_gen_project")
-TEMPLATE_VERSIONS = TEMPLATE / "{{cookiecutter.project_slug}}" / post_gen.VERSIONS_DIR
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,19 @@ SUPPORTED = [
             "description": 'Reconciles "stock" \\ counts',
         },
     ),
+    Combination("empty-start", {"project_name": "Orders", "starting_schema": "empty"}),
+    Combination(
+        "empty-start-no-ci-migrated-on-embedded",
+        {
+            "project_name": "Blank Slate",
+            "starting_schema": "empty",
+            "apply_migrations_after_render": "embedded",
+            "ci": "none",
+        },
+        tests_on="embedded",
+    ),
 ]
+DEFAULTS = {"starting_schema": "lessons", "include_example_api": "yes", "ci": "github"}
 
 UNSUPPORTED = [
     ({"project_slug": "my-service"}, "project_slug 'my-service': is not a Python package name"),
@@ -82,6 +94,10 @@ UNSUPPORTED = [
     ],
     ({"project_name": 'Say "hi"'}, "project_name 'Say \"hi\"': use at most 80 characters"),
     ({"author_email": "not-an-email"}, "author_email 'not-an-email': is not an email address"),
+    (
+        {"starting_schema": "empty", "include_example_api": "yes"},
+        "include_example_api 'yes': the example API serves the lessons' users and posts tables",
+    ),
 ]
 
 UNRENDERED = re.compile(r"{{|{%|{#|cookiecutter\.")
@@ -162,15 +178,22 @@ def test_nothing_is_left_unrendered(rendered: Rendered) -> None:
     assert leftovers == []
 
 
+def answer(rendered: Rendered, option: str) -> str:
+    if option == "include_example_api" and answer(rendered, "starting_schema") == "empty":
+        return rendered.combination.answers.get(option, "no")  # its default follows the schema
+    return rendered.combination.answers.get(option, DEFAULTS[option])
+
+
 def test_post_gen_hook_prepared_the_project(rendered: Rendered) -> None:
-    answers = {**rendered.combination.answers}
     slug = rendered.path.name
     for (option, value), patterns in post_gen.PATHS_ONLY_FOR.items():
-        chosen = answers.get(option, {"include_example_api": "yes", "ci": "github"}[option])
         for pattern in patterns:
-            assert (rendered.path / pattern.format(slug=slug)).exists() == (chosen == value)
+            kept = (rendered.path / pattern.format(slug=slug)).exists()
+            assert kept == (answer(rendered, option) == value), pattern
     chain = post_gen.linear_chain(post_gen.read_revisions(rendered.path / post_gen.VERSIONS_DIR))
-    assert len(chain) == len(list(TEMPLATE_VERSIONS.glob("*.py")))
+    schema = post_gen.PATHS_ONLY_FOR[("starting_schema", answer(rendered, "starting_schema"))]
+    shipped = [path for path in schema if path.startswith(f"{post_gen.VERSIONS_DIR.as_posix()}/")]
+    assert len(chain) == len(shipped) >= 1
     assert not any(rev.revision.startswith("c0ffee") for rev in chain)
     log = rendered.run("git", "log", "--oneline")
     assert len(log.stdout.splitlines()) == 1
@@ -279,15 +302,59 @@ def test_migrations_go_up_down_and_up_again(
 def test_make_revision_brings_a_database_behind_head_up_first(
     rendered: Rendered, create_database: Callable[[], str]
 ) -> None:
-    database = create_database()
-    first = rendered.run("uv", "run", "alembic", "upgrade", "+1", DATABASE_URL=database)
-    assert first.returncode == 0, first.stderr
+    database = create_database()  # at base: behind head even with a single revision
+    if len(post_gen.read_revisions(rendered.path / post_gen.VERSIONS_DIR)) > 1:
+        first = rendered.run("uv", "run", "alembic", "upgrade", "+1", DATABASE_URL=database)
+        assert first.returncode == 0, first.stderr
 
     output = rendered.make("revision", "m=nothing changed", DATABASE_URL=database)
 
     assert f"-> {head_of(rendered)}" in output  # upgraded to head first
     assert "No change between the models and the database: no revision written." in output
     assert rendered.run("git", "status", "--porcelain", "migrations").stdout == ""
+
+
+def first_model(rendered: Rendered) -> str:
+    """The model of MIGRATIONS.md's "Your first model", as a reader would copy it."""
+    playbook = (rendered.path / "MIGRATIONS.md").read_text(encoding="utf-8")
+    section = playbook.split("\n## Your first model\n", 1)[1].split("\n## ", 1)[0]
+    [code] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    return textwrap.dedent(code)
+
+
+def test_first_model_gets_its_revision_migrated_checked_and_linted(
+    rendered: Rendered, create_database: Callable[[], str], postgres_url: str, tmp_path: Path
+) -> None:
+    # A copy: the other tests of this combination see the render as it was.
+    copy = tmp_path / rendered.path.name
+    shutil.copytree(rendered.path, copy, ignore=shutil.ignore_patterns(*NOT_SOURCE - {".git"}))
+    project = Rendered(rendered.combination, copy, rendered.env)
+    models = copy / "src" / copy.name / "models"
+    (models / "order.py").write_text(first_model(rendered), encoding="utf-8")
+    init = (models / "__init__.py").read_text(encoding="utf-8")
+    base = f"from {copy.name}.db.base import Base\n"
+    init = init.replace(base, f"{base}from {copy.name}.models.order import Order\n")
+    init = init.replace('__all__ = ["Base"', '__all__ = ["Base", "Order"')
+    (models / "__init__.py").write_text(init, encoding="utf-8")
+    versions = copy / post_gen.VERSIONS_DIR
+    before = set(versions.glob("*.py"))
+    database = {"DATABASE_URL": create_database()}
+
+    project.make("revision", "m=create orders", **database)
+
+    [written] = set(versions.glob("*.py")) - before
+    assert written.name.endswith("_create_orders.py")
+    revision = written.read_text(encoding="utf-8")
+    assert 'op.create_table(\n        "orders",' in revision
+    assert 'op.create_index(op.f("ix_orders_created_at"), "orders", ["created_at"]' in revision
+    project.make("migrate", **database)
+    assert f"{head_of(project)} (head)" in project.make("current", **database)
+    assert "No new upgrade operations detected." in project.make("check", **database)
+    linted = project.make("lint")
+    assert f"Found 0 issues in {len(before) + 1} files" in linted
+    on_server = rendered.combination.tests_on == "server"
+    tested = project.make("test", TEST_DATABASE_URL=postgres_url if on_server else None)
+    assert re.search(r"^=+ \d+ passed, \d+ deselected in", tested, re.MULTILINE), tested[-2000:]
 
 
 def test_benchmark_runs_at_20000_rows_with_the_same_data_for_every_strategy(

@@ -17,6 +17,7 @@ VALID = {
     "project_slug": "my_service",
     "author_name": "Your Name",
     "author_email": "you@example.com",
+    "starting_schema": "lessons",
     "include_example_api": "yes",
     "apply_migrations_after_render": "no",
     "ci": "github",
@@ -92,6 +93,17 @@ def test_blank_project_name_and_unknown_choice_are_refused() -> None:
     assert problems == ["project_name: is empty", "ci 'jenkins': must be one of github, none"]
 
 
+def test_the_example_api_without_the_lessons_is_refused_in_one_line() -> None:
+    problems = pre_gen.validate(VALID | {"starting_schema": "empty", "include_example_api": "yes"})
+
+    assert problems == [
+        "include_example_api 'yes': the example API serves the lessons' users and posts tables,"
+        " which starting_schema=empty leaves out; answer no, or choose lessons"
+    ]
+    assert pre_gen.validate(VALID | {"starting_schema": "empty", "include_example_api": "no"}) == []
+    assert pre_gen.validate(VALID | {"include_example_api": "no"}) == []
+
+
 def test_main_prints_one_line_per_problem_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
     assert pre_gen.main(VALID | {"project_slug": "class", "author_email": "x"}) == 1
 
@@ -120,10 +132,27 @@ def test_unselected_option_paths_are_removed_and_selected_kept(tmp_path: Path) -
 
     removed = post_gen.remove_unselected_paths(tmp_path, answers)
 
-    api_only = post_gen.PATHS_ONLY_FOR[("include_example_api", "yes")]
-    assert removed == [tmp_path / p.format(slug="shop") for p in api_only]
+    unselected = [
+        *post_gen.PATHS_ONLY_FOR[("starting_schema", "empty")],
+        *post_gen.PATHS_ONLY_FOR[("include_example_api", "yes")],
+    ]
+    assert removed == [tmp_path / p.format(slug="shop") for p in unselected]
     assert not any(path.exists() for path in removed)
     assert (tmp_path / ".github" / "workflows").is_dir()
+    assert (tmp_path / "migrations" / "versions" / "0001_create_users.py").is_file()
+
+
+def test_an_empty_start_keeps_only_the_baseline_revision(tmp_path: Path) -> None:
+    make_tree(tmp_path, "shop")
+    answers = VALID | {"project_slug": "shop", "starting_schema": "empty"}
+    answers |= {"include_example_api": "no"}
+
+    post_gen.remove_unselected_paths(tmp_path, answers)
+
+    versions = tmp_path / "migrations" / "versions"
+    assert [path.name for path in versions.iterdir()] == ["0001_baseline.py"]
+    assert not (tmp_path / "src" / "shop" / "models" / "user.py").exists()
+    assert not (tmp_path / "tests" / "api" / "test_users.py").exists()
 
 
 def test_manifest_paths_exist_in_the_template() -> None:
@@ -141,18 +170,21 @@ def test_a_manifest_path_missing_from_the_render_is_an_error(tmp_path: Path) -> 
 # --- post_gen_project: revision ids and the chain ---------------------------------------------
 
 
-def rendered_versions(into: Path) -> Path:
+def rendered_versions(into: Path, starting_schema: str = "lessons") -> Path:
     """The template's revisions as the post-gen hook finds them: with the slug rendered."""
     into.mkdir()
+    kept = post_gen.PATHS_ONLY_FOR[("starting_schema", starting_schema)]
     for source in TEMPLATE_VERSIONS.glob("*.py"):
+        if f"migrations/versions/{source.name}" not in kept:
+            continue
         text = source.read_text(encoding="utf-8").replace("{{ cookiecutter.project_slug }}", "shop")
         (into / source.name).write_text(text, encoding="utf-8")
     return into
 
 
-@pytest.fixture
-def versions(tmp_path: Path) -> Path:
-    return rendered_versions(tmp_path / "versions")
+@pytest.fixture(params=["lessons", "empty"])
+def versions(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    return rendered_versions(tmp_path / "versions", request.param)
 
 
 def test_fresh_ids_keep_the_chain_and_date_it(versions: Path) -> None:

@@ -1,28 +1,50 @@
-"""The playbook points at files and helpers that exist: a rename must update it."""
+"""The playbook points at files, recipes and helpers that exist: a rename must update it."""
 
 import re
-
-import pytest
 
 from {{ cookiecutter.project_slug }}.db import backfill, migration_helpers
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 PLAYBOOK = (PROJECT_ROOT / "MIGRATIONS.md").read_text(encoding="utf-8")
-
-
-@pytest.mark.parametrize("name", sorted(set(re.findall(r"`(\d{4}_\w+\.py)`", PLAYBOOK))))
-def test_example_revisions_named_in_the_playbook_exist(name: str) -> None:
-    assert (PROJECT_ROOT / "migrations" / "versions" / name).is_file()
-
-
-@pytest.mark.parametrize(
-    "helper", sorted(set(re.findall(r"\| `([a-z_]+)` \|$", PLAYBOOK, re.MULTILINE)))
+VERSIONS = PROJECT_ROOT / "migrations" / "versions"
+# | pattern | [Recipe](#recipe) | (lesson files |) `helper` |
+PATTERN = re.compile(
+    r"^\| (?P<pattern>[^|]+?) \| \[(?P<recipe>[^]]+)\]\(#(?P<anchor>[a-z0-9-]+)\) \|"
+    r"(?: (?P<lessons>[^|]*?) ?\|)? `(?P<helper>[a-z_]+)` \|$",
+    re.MULTILINE,
 )
-def test_helpers_named_in_the_playbook_exist(helper: str) -> None:
-    assert hasattr(migration_helpers, helper) or hasattr(backfill, helper)
 
 
-def test_every_example_revision_is_in_the_playbook() -> None:
-    shipped = {path.name for path in (PROJECT_ROOT / "migrations" / "versions").glob("0*.py")}
+def section(title: str, level: str = "##") -> str:
+    """The text under the heading ``title`` up to the next heading of the same level."""
+    return PLAYBOOK.split(f"\n{level} {title}\n", 1)[1].split(f"\n{level} ", 1)[0]
 
+
+def github_anchor(heading: str) -> str:
+    return re.sub(r"[^a-z0-9 -]", "", heading.lower()).replace(" ", "-")
+
+
+def test_revisions_named_in_the_playbook_exist() -> None:
+    named = set(re.findall(r"`(\d{4}_\w+\.py)`", PLAYBOOK))
+
+    assert {name for name in named if not (VERSIONS / name).is_file()} == set()
+
+
+def test_every_shipped_revision_is_in_the_playbook() -> None:
+    shipped = {path.name for path in VERSIONS.glob("0*.py")}
+
+    assert shipped
     assert shipped <= set(re.findall(r"`(\d{4}_\w+\.py)`", PLAYBOOK))
+
+
+def test_every_pattern_links_a_recipe_that_calls_its_helper() -> None:
+    table = section("Patterns, each with its recipe")
+    rows = [line for line in table.splitlines() if line.startswith("| ")][2:]  # header, rule
+    patterns = [match.groupdict() for match in map(PATTERN.fullmatch, rows) if match]
+
+    assert len(patterns) == len(rows) >= 12, "a row does not read | pattern | [recipe] | `helper` |"
+    for row in patterns:
+        code = "\n".join(re.findall(r"```python\n(.*?)```", section(row["recipe"], "###"), re.S))
+        assert row["anchor"] == github_anchor(row["recipe"]), row
+        assert f"{row['helper']}(" in code, row
+        assert hasattr(migration_helpers, row["helper"]) or hasattr(backfill, row["helper"])

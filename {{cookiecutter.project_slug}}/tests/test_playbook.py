@@ -2,8 +2,9 @@
 
 Each ```python block of "Safe recipes" is written into a revision file of its own (with the
 imports any revision has), then applied through env.py to a scratch ``orders`` table full of
-rows, while a writer that knows only the old schema inserts orders. A recipe that rots, or that
-would break the release still serving, fails here.
+rows, while a writer that knows only the old schema inserts orders. A block that opens with
+``# one deploy later`` is the next revision of the block before it (a rename's contract after
+its expand). A recipe that rots, or that would break the release still serving, fails here.
 """
 
 import asyncio
@@ -36,13 +37,16 @@ SCRATCH = [
 orders = table("orders", column("customer_id"), column("reference"), column("note"))
 
 
-def recipes() -> list[tuple[str, str]]:
-    """(the heading it sits under, the code) of each recipe, in the playbook's order."""
+def recipes() -> list[tuple[str, list[str]]]:
+    """(the heading it sits under, its revisions' code) of each recipe, in the playbook's order."""
     section = PLAYBOOK.split("\n## Safe recipes\n", 1)[1].split("\n## ", 1)[0]
-    found = []
+    found: list[tuple[str, list[str]]] = []
     for block in re.finditer(r"```python\n(.*?)```", section, re.DOTALL):
         heading = re.findall(r"^### (.+)$", section[: block.start()], re.MULTILINE)[-1]
-        found.append((heading, block[1]))
+        if block[1].startswith("# one deploy later"):
+            found[-1][1].append(block[1])
+        else:
+            found.append((heading, [block[1]]))
     return found
 
 
@@ -53,24 +57,33 @@ def order_of_the_old_release(number: int) -> Executable:
 def test_the_playbook_has_the_recipes_it_promises() -> None:
     headings = [heading for heading, _ in recipes()]
 
-    for section in ("Add a column", "Add a NOT NULL column", "Constant defaults", "Indexes"):
+    for section in (
+        "Create a table",
+        "Add a column",
+        "Add a NOT NULL column",
+        "Constant defaults",
+        "Indexes",
+        "Rename a column",
+        "Remove a column",
+    ):
         assert section in headings
-    assert len(recipes()) >= 9
+    assert len(recipes()) >= 12
+    assert [len(bodies) for heading, bodies in recipes() if heading == "Rename a column"] == [2]
 
 
 @pytest.mark.parametrize(
-    ("heading", "code"),
+    ("heading", "bodies"),
     [pytest.param(*recipe, id=f"{n}-{recipe[0]}") for n, recipe in enumerate(recipes(), 1)],
 )
 async def test_recipe_runs_up_down_up_while_the_old_release_writes(
-    create_database: Callable[[], URL], tmp_path: Path, heading: str, code: str
+    create_database: Callable[[], URL], tmp_path: Path, heading: str, bodies: list[str]
 ) -> None:
     url = create_database()
     async with connect(url) as connection:
         for statement in SCRATCH:
             await connection.execute(text(statement))
         await connection.commit()
-    chain = scratch_chain(tmp_path, code)
+    chain = scratch_chain(tmp_path, *bodies)
 
     async with old_release_writer(url, order_of_the_old_release) as report:
         await asyncio.to_thread(chain.upgrade, url)

@@ -8,14 +8,15 @@ from sqlalchemy import URL
 from {{ cookiecutter.project_slug }}.main import create_app
 
 from tests.api.conftest import serve, settings_for
-from tests.conftest import alembic_config, migrate, revision_at
+from tests.conftest import alembic_config, migrate, revisions
 
 
 def script() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
 
-FIRST_REVISION = revision_at(0)
+# The revision before head; none with a single revision: a database never migrated.
+BEHIND_HEAD = revisions()[-2:-1]
 
 
 async def test_health_is_ok_at_head(client: AsyncClient) -> None:
@@ -31,23 +32,24 @@ async def test_health_is_ok_at_head(client: AsyncClient) -> None:
 
 
 @pytest.fixture
-def database_at_first_revision(create_database: Callable[[], URL]) -> URL:
+def database_behind_head(create_database: Callable[[], URL]) -> URL:
     url = create_database()
-    migrate(url, FIRST_REVISION)
+    for revision in BEHIND_HEAD:
+        migrate(url, revision)
     return url
 
 
 async def test_health_is_503_with_both_revisions_when_migrations_are_pending(
-    database_at_first_revision: URL,
+    database_behind_head: URL,
 ) -> None:
-    async with serve(create_app(settings_for(database_at_first_revision))) as client:
+    async with serve(create_app(settings_for(database_behind_head))) as client:
         response = await client.get("/health")
 
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "migrations pending"
     head = script().get_current_head()
-    assert body["revision"] == {"current": [FIRST_REVISION], "head": [head]}
+    assert body["revision"] == {"current": BEHIND_HEAD, "head": [head]}
 
 
 async def test_health_is_503_when_the_database_is_unreachable(migrated_database: URL) -> None:
