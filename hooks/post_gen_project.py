@@ -3,6 +3,14 @@
 Runs inside the rendered project, in the environment cookiecutter was installed in: standard
 library only. Anything more (installing dependencies, migrating) happens only when the answers
 ask for it and ``uv`` is on PATH.
+
+Under cruft the hook changes nothing outside the render. cruft runs it for ``cruft create`` and
+again for both renders of every ``cruft update`` (and ``cruft diff``), in throwaway folders it
+then compares; a ``git init`` there, an embedded server or an ``alembic upgrade`` of
+``$DATABASE_URL`` would be side effects of an update. cruft marks its renders with ``_commit``
+in the context (plain cookiecutter does not), and it cannot tell a create from an update, so
+neither can the hook: after ``cruft create``, ``make first-commit`` makes the first commit,
+``.cruft.json`` included (cruft writes that file after this hook has run).
 """
 
 from __future__ import annotations
@@ -189,6 +197,11 @@ def apply_migrations(root: Path, mode: str, environ: dict[str, str]) -> str:
     return f"migrations: applied on {where}, now at {reached}"
 
 
+def rendered_by_cruft(answers: dict[str, str]) -> bool:
+    """cruft (create, update, diff) adds ``_commit`` to the context; plain cookiecutter does not."""
+    return "_commit" in answers
+
+
 def main(answers: dict[str, str], root: Path) -> int:
     try:
         remove_unselected_paths(root, answers)
@@ -200,6 +213,12 @@ def main(answers: dict[str, str], root: Path) -> int:
     except HookError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
+    if rendered_by_cruft(answers):
+        print(
+            "cruft: no git repository made and nothing migrated (this may be an update's render);"
+            " after 'cruft create': cd into the project, 'make first-commit', then 'make migrate'"
+        )
+        return 0
     try:
         print(apply_migrations(root, answers["apply_migrations_after_render"], dict(os.environ)))
     except HookError as exc:

@@ -2,10 +2,13 @@
 
 import importlib.util
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlsplit
@@ -61,3 +64,39 @@ def create_database(postgres_url: str) -> Iterator[Callable[[], str]]:
         for name in created:
             drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             connection.execute(drop)
+
+
+@dataclass
+class Project:
+    """A rendered project, and its commands run in it with its environment."""
+
+    path: Path
+    env: dict[str, str]
+
+    def run(self, *command: str, **extra_env: str | None) -> subprocess.CompletedProcess[str]:
+        env = self.env | {k: v for k, v in extra_env.items() if v is not None}
+        for key in (k for k, v in extra_env.items() if v is None):
+            env.pop(key, None)
+        return subprocess.run(
+            command, cwd=self.path, env=env, capture_output=True, text=True, timeout=900
+        )
+
+    def make(self, *targets: str, **extra_env: str | None) -> str:
+        result = self.run("make", *targets, **extra_env)
+        assert result.returncode == 0, f"make {' '.join(targets)}:\n{result.stdout}{result.stderr}"
+        return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def shared_env() -> Iterator[dict[str, str]]:
+    """One virtual environment and one mypy cache for every rendered project."""
+    # Outside pytest's own temporary root: each rendered suite's pytest makes that root private
+    # again, and the embedded PostgreSQL in this venv runs as another user (when run as root).
+    tools = Path(tempfile.mkdtemp(prefix="template-shared-"))
+    tools.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "DATABASE_URL"}}
+    yield env | {
+        "UV_PROJECT_ENVIRONMENT": str(tools / "venv"),
+        "MYPY_CACHE_DIR": str(tools / "mypy_cache"),
+    }
+    shutil.rmtree(tools, ignore_errors=True)

@@ -290,3 +290,42 @@ def test_database_url_mode_without_database_url_says_what_to_set(tmp_path: Path)
 
     with pytest.raises(post_gen.HookError, match="DATABASE_URL is not set"):
         post_gen.apply_migrations(tmp_path, "database_url", {"PATH": str(Path(uv).parent)})
+
+
+# --- post_gen_project: renders by cruft -------------------------------------------------------
+
+
+def project_tree(root: Path, slug: str) -> Path:
+    """The option manifest's files and the lessons' revisions, as a render leaves them."""
+    make_tree(root, slug)
+    for revision in rendered_versions(root.parent / "revisions").iterdir():
+        shutil.copy(revision, root / post_gen.VERSIONS_DIR / revision.name)
+    return root
+
+
+def test_a_render_by_cruft_touches_nothing_outside_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = project_tree(tmp_path / "shop", "shop")
+    # What would be touched otherwise: $DATABASE_URL migrated, git initialised.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/never")
+    answers = VALID | {"project_slug": "shop", "apply_migrations_after_render": "database_url"}
+
+    status = post_gen.main(answers | {"_commit": "0" * 40, "_template": "/t"}, root)
+
+    assert status == 0
+    assert not (root / ".git").exists()
+    out = capsys.readouterr()
+    assert "cruft: no git repository made and nothing migrated" in out.out
+    assert "make first-commit" in out.out
+    assert "migrations: applied" not in out.out + out.err
+    assert len(post_gen.read_revisions(root / post_gen.VERSIONS_DIR)) == 11  # still prepared
+
+
+def test_a_render_by_cookiecutter_still_makes_its_first_commit(tmp_path: Path) -> None:
+    root = project_tree(tmp_path / "shop", "shop")
+
+    assert post_gen.main(VALID | {"project_slug": "shop"}, root) == 0
+
+    assert (root / ".git").is_dir()
+    assert not post_gen.rendered_by_cruft(VALID | {"_template": "gh:x/y", "_output_dir": "."})
