@@ -132,7 +132,7 @@ async def run_async_migrations(engine: AsyncEngine) -> None:
 
 def database_url() -> str:
     try:
-        return get_settings().alembic_database_url
+        settings = get_settings()
     except ValidationError as exc:
         msg = (
             "Set DATABASE_URL (or MIGRATIONS_DATABASE_URL) to a PostgreSQL URL to run migrations "
@@ -140,6 +140,10 @@ def database_url() -> str:
             f"{exc}"
         )
         raise SystemExit(msg) from None
+    try:
+        return settings.alembic_database_url
+    except ValueError as exc:  # through a transaction pooler: refused, with what to set
+        raise SystemExit(str(exc)) from None
 
 
 def run_migrations_online() -> None:

@@ -3,7 +3,7 @@
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +34,14 @@ def _normalise(value: str) -> str:
 AsyncpgUrl = Annotated[str, AfterValidator(_normalise)]
 
 
+POOLER_REFUSAL = (
+    "DATABASE_POOLER=pgbouncer: DATABASE_URL goes through a transaction pooler, which hands each"
+    " transaction any server connection; the deploy lock (a session-level advisory lock), the"
+    " session's lock_timeout and CREATE INDEX CONCURRENTLY need one connection for the whole run."
+    " Set MIGRATIONS_DATABASE_URL to a direct connection to PostgreSQL for migrations."
+)
+
+
 class Settings(BaseSettings):
     """All settings of the service; each field is read from the upper-case environment variable."""
 
@@ -44,12 +52,20 @@ class Settings(BaseSettings):
     """The application's connection (may go through a pooler)."""
     migrations_database_url: AsyncpgUrl | None = Field(default=None, repr=False)
     """Optional direct connection for Alembic (bypassing PgBouncer, say); else database_url."""
+    database_pooler: Literal["none", "pgbouncer"] = "none"
+    """``pgbouncer``: database_url goes through a pooler in transaction mode, so the app keeps
+    no prepared statements across transactions, and Alembic needs migrations_database_url."""
     database_connect_timeout: float = Field(default=5.0, gt=0)
     alembic_ini: Path = PROJECT_ROOT / "alembic.ini"
 
     @property
     def alembic_database_url(self) -> str:
-        return self.migrations_database_url or self.database_url
+        """MIGRATIONS_DATABASE_URL, else DATABASE_URL unless that goes through a pooler."""
+        if self.migrations_database_url is not None:
+            return self.migrations_database_url
+        if self.database_pooler == "pgbouncer":
+            raise ValueError(POOLER_REFUSAL)
+        return self.database_url
 
 
 def _postgres_duration(value: str) -> str:

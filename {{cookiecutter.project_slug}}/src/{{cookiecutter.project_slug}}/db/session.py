@@ -1,6 +1,8 @@
 """The async engine, the session factory and the FastAPI dependency that hands out sessions."""
 
 from collections.abc import AsyncIterator
+from typing import Any
+from uuid import uuid4
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import (
@@ -13,11 +15,32 @@ from sqlalchemy.ext.asyncio import (
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 
+def _statement_name() -> str:
+    return f"__asyncpg_{uuid4()}__"
+
+
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """asyncpg's options; behind PgBouncer, no prepared statement outlives its transaction.
+
+    asyncpg caches prepared statements per connection under names such as
+    ``__asyncpg_stmt_1__``; in transaction pooling the next transaction may run on another
+    server connection, where that statement does not exist (or another client's of the same name
+    does). As SQLAlchemy's asyncpg documentation recommends for PgBouncer: no statement cache in
+    asyncpg or SQLAlchemy, and a unique name for every statement it still prepares.
+    """
+    options: dict[str, Any] = {"timeout": settings.database_connect_timeout}
+    if settings.database_pooler == "pgbouncer":
+        options |= {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _statement_name,
+        }
+    return options
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
-        settings.database_url,
-        pool_pre_ping=True,
-        connect_args={"timeout": settings.database_connect_timeout},
+        settings.database_url, pool_pre_ping=True, connect_args=connect_args(settings)
     )
 
 
