@@ -57,6 +57,7 @@ PATHS_ONLY_FOR = {
         "tests/api/test_posts.py",
     ],
     ("ci", "github"): [".github"],
+    ("docker", "yes"): ["Dockerfile", ".dockerignore", "compose.yaml", "docker"],
 }
 
 VERSIONS_DIR = Path("migrations", "versions")

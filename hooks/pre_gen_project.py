@@ -46,6 +46,7 @@ CHOICES = {
     "include_example_api": ("yes", "no"),
     "apply_migrations_after_render": ("no", "embedded", "database_url"),
     "ci": ("github", "none"),
+    "docker": ("yes", "no"),
 }
 
 

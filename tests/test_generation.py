@@ -35,7 +35,7 @@ SUPPORTED = [
     Combination("defaults"),
     Combination(
         "unicode-name-health-only-no-ci",
-        {"project_name": "Café Orders", "include_example_api": "no", "ci": "none"},
+        {"project_name": "Café Orders", "include_example_api": "no", "ci": "none", "docker": "no"},
         tests_on="embedded",
     ),
     Combination(
@@ -69,7 +69,12 @@ SUPPORTED = [
         tests_on="embedded",
     ),
 ]
-DEFAULTS = {"starting_schema": "lessons", "include_example_api": "yes", "ci": "github"}
+DEFAULTS = {
+    "starting_schema": "lessons",
+    "include_example_api": "yes",
+    "ci": "github",
+    "docker": "yes",
+}
 
 UNSUPPORTED = [
     ({"project_slug": "my-service"}, "project_slug 'my-service': is not a Python package name"),

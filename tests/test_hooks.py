@@ -21,6 +21,7 @@ VALID = {
     "include_example_api": "yes",
     "apply_migrations_after_render": "no",
     "ci": "github",
+    "docker": "yes",
 }
 TEMPLATE_VERSIONS = TEMPLATE / "{{cookiecutter.project_slug}}" / "migrations" / "versions"
 
