@@ -3,13 +3,15 @@
 Each test session starts its own PgBouncer (own ini, a free port, ``pool_mode = transaction``,
 ``default_pool_size = 10``, as the ``postgres`` user: it refuses root) in front of the test
 server, and stops it by pid. The rendered app runs under uvicorn with ``DATABASE_URL`` through
-the pooler, and 30 concurrent clients send 300 requests. Migrations through the pooler are
-refused with what to set; through MIGRATIONS_DATABASE_URL they run.
+the pooler, and 30 concurrent clients send 300 requests; the service's API tests run through
+it too. Migrations through the pooler are refused with what to set; through
+MIGRATIONS_DATABASE_URL they run.
 """
 
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -219,3 +221,14 @@ def test_migrations_through_the_pooler_are_refused_with_what_to_set(
     assert f"{service.run('uv', 'run', 'alembic', 'heads').stdout.split()[0]} (head)" in (
         service.make("current", MIGRATIONS_DATABASE_URL=database, **pooled)
     )
+
+
+def test_the_services_api_tests_pass_through_pgbouncer(
+    service: Project, pgbouncer: Pooler, postgres_url: str
+) -> None:
+    pooled = {"TEST_DATABASE_URL": pgbouncer.url(postgres_url), "DATABASE_POOLER": "pgbouncer"}
+
+    result = service.run("uv", "run", "--no-sync", "pytest", "tests/api", "-q", **pooled)
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"^\d+ passed in", result.stdout, re.MULTILINE), result.stdout[-2000:]
