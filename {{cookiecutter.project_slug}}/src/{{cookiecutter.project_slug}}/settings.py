@@ -12,6 +12,8 @@ from sqlalchemy.engine import URL, make_url
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
 _DURATION = re.compile(r"\d+(\.\d+)?\s*(us|ms|s|min|h|d)?")
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(bytes|B|kB|MB|GB|TB)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "bytes": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
 
 
 def to_asyncpg_url(value: str | URL) -> URL:
@@ -78,6 +80,23 @@ def _postgres_duration(value: str) -> str:
 PostgresDuration = Annotated[str, AfterValidator(_postgres_duration)]
 
 
+def size_bytes(value: str) -> int:
+    """A size in PostgreSQL's units (``64MB``, ``512kB``, ``1GB``; 1024-based) in bytes."""
+    match = _SIZE.fullmatch(value.strip())
+    if match is None:
+        msg = f"expected a size such as 64MB, 512kB or 1GB, got {value!r}"
+        raise ValueError(msg)
+    return int(float(match[1]) * _SIZE_UNITS[(match[2] or "").lower()])
+
+
+def _postgres_size(value: str) -> str:
+    size_bytes(value)
+    return value
+
+
+PostgresSize = Annotated[str, AfterValidator(_postgres_size)]
+
+
 class MigrationSettings(BaseSettings):
     """Limits for migrations: MIGRATION_LOCK_TIMEOUT etc., or ``alembic -x lock_timeout=2s``.
 
@@ -98,6 +117,11 @@ class MigrationSettings(BaseSettings):
     """Attempts of a DDL step whose lock is not granted, with exponential backoff between."""
     deploy_lock_wait: float = Field(default=900.0, gt=0)
     """Seconds a deploy waits for another deploy's migrations before giving up."""
+    max_replica_lag: PostgresSize | None = None
+    """Backfills pause before a batch while a streaming replica is further behind than this
+    (``64MB``; bytes of WAL not yet replayed, from pg_stat_replication). Unset: no check."""
+    max_replica_lag_wait: float = Field(default=900.0, gt=0)
+    """Seconds one pause of a backfill may last; then it stops, resumable."""
     batch_size: int | None = Field(default=None, ge=1, le=1_000_000)
     """Rows per backfill batch for this run (every backfill_in_batches call); unset: each
     call's own batch_size, or batches that adapt to about 50 ms."""

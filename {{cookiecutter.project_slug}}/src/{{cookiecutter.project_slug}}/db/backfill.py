@@ -18,10 +18,12 @@ from alembic import op
 from sqlalchemy import Connection
 
 from {{ cookiecutter.project_slug }}.db.migration_helpers import (
+    MigrationSafetyError,
     literal_sql,
     migration_settings,
     timeouts,
 )
+from {{ cookiecutter.project_slug }}.settings import MigrationSettings, size_bytes
 
 log = logging.getLogger("alembic.backfill")
 
@@ -75,6 +77,94 @@ class Progress:
         )
 
 
+MEGABYTE = 1024 * 1024
+WORST_REPLICA = sa.text(
+    "SELECT coalesce(nullif(application_name, ''), 'walreceiver')"
+    " || ' at ' || coalesce(host(client_addr), 'local socket'),"
+    " pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint, replay_lag::text"
+    " FROM pg_stat_replication ORDER BY 2 DESC NULLS FIRST LIMIT 1"
+)
+
+
+class ReplicasTooFarBehind(Exception):
+    """The replicas stayed behind for longer than the throttle may wait."""
+
+
+@dataclass
+class ReplicaThrottle:
+    """Hold the next batch while the furthest streaming replica is more than ``limit`` behind.
+
+    Problem: a backfill writes WAL as fast as the primary can (about 300 MB per million rows
+    updated); a replica that replays slower falls behind, and reads from it go stale, or it is
+    cut off when the primary recycles WAL it still needs. Before each batch this reads
+    ``pg_stat_replication`` on the primary (bytes of WAL not yet replayed, and ``replay_lag``)
+    and waits, polling, while the worst replica is above the limit. It never fails the
+    backfill because of lag: when one wait lasts ``max_wait_seconds``, it stops, and the rows
+    filled so far stay filled (the next run resumes with the pending ones).
+    """
+
+    limit: str
+    max_wait_seconds: float
+    first_poll_seconds: float = 0.05
+    """The first re-check comes soon (a replica often catches up within milliseconds); each
+    next one comes twice as late, up to ``max_poll_seconds``."""
+    max_poll_seconds: float = 1.0
+    _unknown_reported: bool = False
+
+    @property
+    def limit_bytes(self) -> int:
+        return size_bytes(self.limit)
+
+    def wait(self, connection: Connection, label: str) -> None:
+        paused_at: float | None = None
+        poll = self.first_poll_seconds
+        while True:
+            row = connection.execute(WORST_REPLICA).first()
+            name, behind, replay_lag = row if row is not None else ("no replica", 0, None)
+            if behind is None:
+                if not self._unknown_reported:
+                    self._unknown_reported = True
+                    log.warning(
+                        "%s: cannot read how far %s is behind (its replay position is hidden"
+                        " from this role: grant pg_monitor; or it has not reported yet):"
+                        " not throttled",
+                        label,
+                        name,
+                    )
+                return
+            if behind <= self.limit_bytes:
+                if paused_at is not None:
+                    log.info(
+                        "%s: going on after %.1f s: %s is %.1f MB behind, within %s",
+                        label,
+                        time.monotonic() - paused_at,
+                        name,
+                        behind / MEGABYTE,
+                        self.limit,
+                    )
+                return
+            if paused_at is None:
+                paused_at = time.monotonic()
+                log.warning(
+                    "%s: paused: %s is %.1f MB behind (replay lag %s), above the limit of %s",
+                    label,
+                    name,
+                    behind / MEGABYTE,
+                    replay_lag,
+                    self.limit,
+                )
+            waited = time.monotonic() - paused_at
+            if waited >= self.max_wait_seconds:
+                msg = (
+                    f"{name} stayed more than {self.limit} behind for {waited:.0f} s (now"
+                    f" {behind / MEGABYTE:.1f} MB; MIGRATION_MAX_REPLICA_LAG_WAIT is"
+                    f" {self.max_wait_seconds:g} s)"
+                )
+                raise ReplicasTooFarBehind(msg)
+            time.sleep(min(poll, self.max_wait_seconds - waited))
+            poll = min(poll * 2, self.max_poll_seconds)
+
+
 @dataclass
 class KeysetBackfill:
     """Set ``values`` on the rows of ``table`` matching ``pending``, batch by batch.
@@ -97,6 +187,8 @@ class KeysetBackfill:
     pause_seconds: float = 0.0
     on_batch: Callable[[Progress], None] | None = None
     """Called after each batch commits (a progress bar, a benchmark's bookkeeping)."""
+    throttle: ReplicaThrottle | None = None
+    """Checked before each batch: waits while the replicas are too far behind."""
 
     def batch_end(self, after: Any) -> Any:
         """The key of the last row of the batch after key ``after`` (None when no row is left)."""
@@ -121,6 +213,16 @@ class KeysetBackfill:
             until = self.batch_end(after)
             if until is None:
                 break
+            if self.throttle is not None:
+                try:
+                    self.throttle.wait(self.connection, self.label)
+                except ReplicasTooFarBehind as exc:
+                    msg = (
+                        f"{self.label}: stopped: {exc}. The {progress.done} rows filled so far"
+                        " stay filled; run the migration again once the replica has caught up:"
+                        " the backfill resumes with the rows still pending."
+                    )
+                    raise MigrationSafetyError(msg) from None
             started = time.monotonic()
             progress.done += self.connection.execute(self.batch_update(after, until)).rowcount
             seconds = time.monotonic() - started
@@ -191,8 +293,16 @@ def backfill_in_batches(
             batch_size=size or 1000,
             target_seconds=None if size else TARGET_BATCH_SECONDS,
             pause_seconds=pause_seconds,
+            throttle=replica_throttle(settings),
         )
         return runner.run()
+
+
+def replica_throttle(settings: MigrationSettings) -> ReplicaThrottle | None:
+    """The throttle MIGRATION_MAX_REPLICA_LAG (``-x max_replica_lag=64MB``) asks for, if any."""
+    if settings.max_replica_lag is None:
+        return None
+    return ReplicaThrottle(settings.max_replica_lag, settings.max_replica_lag_wait)
 
 
 def offline_backfill(
