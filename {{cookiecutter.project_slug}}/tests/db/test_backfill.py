@@ -1,4 +1,4 @@
-"""The keyset backfill runner: batches, adaptive size, and crash-safety under kill -9."""
+"""The keyset backfill runner: batches, adaptive size, parallel workers, kill -9 safety."""
 
 import asyncio
 import os
@@ -13,7 +13,12 @@ import sqlalchemy as sa
 from sqlalchemy import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from {{ cookiecutter.project_slug }}.db.backfill import KeysetBackfill, Progress
+from {{ cookiecutter.project_slug }}.db.backfill import (
+    KeysetBackfill,
+    ParallelKeysetBackfill,
+    Progress,
+    key_slices,
+)
 
 ROWS = 3000
 metadata = sa.MetaData()
@@ -26,30 +31,38 @@ items = sa.Table(
     sa.Column("visits", sa.Integer, nullable=False, server_default="0"),
 )
 
-# The runner as a process of its own, so that it can be killed like a real deploy.
+# The runner as a process of its own, so that it can be killed like a real deploy:
+# python worker.py URL WORKERS (1: one KeysetBackfill; more: a ParallelKeysetBackfill).
 WORKER = """
 import asyncio, logging, sys
 import sqlalchemy as sa
+from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
-from {{ cookiecutter.project_slug }}.db.backfill import KeysetBackfill
+from {{ cookiecutter.project_slug }}.db.backfill import KeysetBackfill, ParallelKeysetBackfill
 
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
 items = sa.table("backfill_items", sa.column("id"), sa.column("n"), sa.column("doubled"),
                  sa.column("visits"))
+values = {"doubled": items.c.n * 2, "visits": items.c.visits + 1}
+settings = {"application_name": "backfill-under-test"}
+workers = int(sys.argv[2])
 
 def run(connection):
     KeysetBackfill(connection.execution_options(isolation_level="AUTOCOMMIT"), items,
-                   items.c.id, {"doubled": items.c.n * 2, "visits": items.c.visits + 1},
-                   items.c.doubled.is_(None), batch_size=25).run()
+                   items.c.id, values, items.c.doubled.is_(None), batch_size=25).run()
 
 async def main():
-    settings = {"application_name": "backfill-under-test"}
     engine = create_async_engine(sys.argv[1], connect_args={"server_settings": settings})
     async with engine.connect() as connection:
         await connection.run_sync(run)
     await engine.dispose()
 
-asyncio.run(main())
+if workers == 1:
+    asyncio.run(main())
+else:
+    ParallelKeysetBackfill(make_url(sys.argv[1]), items, items.c.id, values,
+                           items.c.doubled.is_(None), workers=workers, batch_size=25,
+                           connect_args={"server_settings": settings}).run()
 """
 
 
@@ -73,6 +86,13 @@ def run_backfill(connection: Connection, /, **options: float) -> Progress:
         **options,  # type: ignore[arg-type]
     )
     return runner.run()
+
+
+async def make_key_uneven(engine: AsyncEngine) -> None:
+    """Gaps, as in a table that has seen deletes: a wide hole and every seventh key missing."""
+    async with engine.begin() as connection:
+        gone = sa.or_(items.c.id.between(1200, 2400), items.c.id % 7 == 0)
+        await connection.execute(items.delete().where(gone))
 
 
 async def final_rows(engine: AsyncEngine) -> list[tuple[int, int, int | None, int]]:
@@ -112,30 +132,76 @@ async def test_progress_reports_rows_rate_and_eta() -> None:
 
 
 @pytest.mark.slow  # kill -9, three times: make test-all
+@pytest.mark.parametrize("workers", [1, 2, 3])
 async def test_killed_runs_resume_and_process_every_row_exactly_once(
-    engine: AsyncEngine, tmp_path: Path
+    engine: AsyncEngine, tmp_path: Path, workers: int
 ) -> None:
     worker = tmp_path / "backfill_worker.py"
     worker.write_text(WORKER, encoding="utf-8")
-    url = engine.url.render_as_string(hide_password=False)
+    command = [sys.executable, str(worker), engine.url.render_as_string(hide_password=False)]
+    command.append(str(workers))
+    await make_key_uneven(engine)
     seed = random.randrange(2**32)
     chooser = random.Random(seed)
     kills = 0
     for _ in range(3):
-        kills += await run_and_kill_after(engine, [sys.executable, str(worker), url], chooser)
+        kills += await run_and_kill_after(engine, command, chooser)
 
     partial = [doubled is not None for _, _, doubled, _ in await final_rows(engine)]
-    finished = await asyncio.to_thread(
-        subprocess.run, [sys.executable, str(worker), url], capture_output=True, check=False
-    )
+    finished = await asyncio.to_thread(subprocess.run, command, capture_output=True, check=False)
 
     assert finished.returncode == 0, finished.stderr
     assert kills == 3, f"seed {seed}: the worker finished before it could be killed"
-    assert 0 < sum(partial) < ROWS, f"seed {seed}: the killed runs left {sum(partial)} rows done"
+    done = sum(partial)
+    assert 0 < done < len(partial), f"seed {seed}: the killed runs left {done} rows done"
     rows = await final_rows(engine)
     assert [(row_id, n, doubled, visits) for row_id, n, doubled, visits in rows] == [
         (row_id, n, 2 * n, 1) for row_id, n, _, _ in rows
     ], f"seed {seed}"
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+async def test_parallel_workers_fill_disjoint_slices_every_row_once(
+    engine: AsyncEngine, workers: int
+) -> None:
+    await make_key_uneven(engine)
+    runner = ParallelKeysetBackfill(
+        engine.url,
+        items,
+        items.c.id,
+        {"doubled": items.c.n * 2, "visits": items.c.visits + 1},
+        items.c.doubled.is_(None),
+        workers=workers,
+        batch_size=100,
+    )
+
+    progress = await asyncio.to_thread(runner.run)
+
+    rows = await final_rows(engine)
+    assert progress.done == progress.total == len(rows)
+    assert [(n, doubled, visits) for _, n, doubled, visits in rows] == [
+        (n, 2 * n, 1) for _, n, _, _ in rows
+    ]
+
+
+async def test_key_slices_are_disjoint_and_cover_every_key(engine: AsyncEngine) -> None:
+    await make_key_uneven(engine)
+    async with engine.connect() as connection:
+        slices = await connection.run_sync(key_slices, items, items.c.id, 3)
+        keys = (await connection.execute(sa.select(items.c.id))).scalars().all()
+
+    assert len(slices) == 3
+    assert slices[0][0] is None
+    assert slices[-1][1] is None  # open: rows inserted during the run are in the last slice
+    owners = [
+        [
+            i
+            for i, (after, until) in enumerate(slices)
+            if (after is None or key > after) and (until is None or key <= until)
+        ]
+        for key in keys
+    ]
+    assert all(len(owner) == 1 for owner in owners)
 
 
 async def run_and_kill_after(

@@ -7,7 +7,10 @@ each batch one short transaction, touching only rows still ``pending``: stopped 
 (a crash, a deploy, ``kill -9``), it resumes where it was and nothing is done twice.
 """
 
+import asyncio
+import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,7 +18,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy import Connection
+from sqlalchemy import URL, Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.project_slug }}.db.migration_helpers import (
     MigrationSafetyError,
@@ -31,11 +36,16 @@ TARGET_BATCH_SECONDS = 0.05
 """What an adaptive batch aims at when a migration gives no batch size (see `make bench`)."""
 
 
-def batch_end(key: sa.ColumnClause[Any], after: Any, size: int) -> sa.Select[tuple[Any]]:
-    """The largest key of the ``size`` rows after key ``after`` (from the start when None)."""
+def batch_end(
+    key: sa.ColumnClause[Any], after: Any, size: int, stop_at: Any = None
+) -> sa.Select[tuple[Any]]:
+    """The largest key of the ``size`` rows after key ``after`` (from the start when None),
+    not past ``stop_at`` (the end of a worker's slice; None: the end of the table)."""
     batch = sa.select(key).order_by(key).limit(size)
     if after is not None:
         batch = batch.where(key > after)
+    if stop_at is not None:
+        batch = batch.where(key <= stop_at)
     return sa.select(sa.func.max(batch.subquery().c[0]))
 
 
@@ -189,10 +199,25 @@ class KeysetBackfill:
     """Called after each batch commits (a progress bar, a benchmark's bookkeeping)."""
     throttle: ReplicaThrottle | None = None
     """Checked before each batch: waits while the replicas are too far behind."""
+    start_after: Any = None
+    stop_at: Any = None
+    """The slice of the key this runner owns, (start_after, stop_at]; None: unbounded."""
+    log_batches: bool = True
+    should_stop: Callable[[], bool] | None = None
+    """Asked before each batch; True ends the run early (another worker failed)."""
 
     def batch_end(self, after: Any) -> Any:
         """The key of the last row of the batch after key ``after`` (None when no row is left)."""
-        return self.connection.execute(batch_end(self.key, after, self.batch_size)).scalar()
+        query = batch_end(self.key, after, self.batch_size, self.stop_at)
+        return self.connection.execute(query).scalar()
+
+    def in_slice(self) -> list[sa.ColumnElement[bool]]:
+        bounds = [self.pending]
+        if self.start_after is not None:
+            bounds.append(self.key > self.start_after)
+        if self.stop_at is not None:
+            bounds.append(self.key <= self.stop_at)
+        return bounds
 
     def batch_update(self, after: Any, until: Any) -> sa.Update:
         """The UPDATE of the pending rows with keys in (``after``, ``until``]."""
@@ -205,11 +230,15 @@ class KeysetBackfill:
         self.batch_size = min(self.max_size, max(self.min_size, int(self.batch_size * factor)))
 
     def run(self) -> Progress:
-        count = sa.select(sa.func.count()).select_from(self.table).where(self.pending)
+        count = sa.select(sa.func.count()).select_from(self.table).where(*self.in_slice())
         progress = Progress(self.label, self.connection.execute(count).scalar_one())
-        log.info("%s: %d rows to fill, batches of %d", self.label, progress.total, self.batch_size)
-        after: Any = None
+        if self.log_batches:
+            rows, size = progress.total, self.batch_size
+            log.info("%s: %d rows to fill, batches of %d", self.label, rows, size)
+        after: Any = self.start_after
         while True:
+            if self.should_stop is not None and self.should_stop():
+                break
             until = self.batch_end(after)
             if until is None:
                 break
@@ -230,12 +259,145 @@ class KeysetBackfill:
             progress.longest_batch = max(progress.longest_batch, seconds)
             after = until
             self._resize(seconds)
-            log.info("%s", progress.line(self.batch_size))
+            if self.log_batches:
+                log.info("%s", progress.line(self.batch_size))
             if self.on_batch is not None:
                 self.on_batch(progress)
             if self.pause_seconds:
                 time.sleep(self.pause_seconds)
         return progress
+
+
+def key_slices(
+    connection: Connection, table: sa.TableClause, key: sa.ColumnClause[Any], n: int
+) -> list[tuple[Any, Any]]:
+    """``n`` disjoint (after, until] ranges that cover every key of ``table``, in key order
+    (None: unbounded).
+
+    Integer keys are cut into ranges of equal width (two index lookups); other keys at their
+    ``percentile_disc`` (one sort of the keys), which also balances a key with large gaps.
+    """
+    low, high = connection.execute(sa.select(sa.func.min(key), sa.func.max(key))).one()
+    if low is None:
+        return []
+    if isinstance(low, int) and isinstance(high, int):
+        cuts = [low - 1 + (high - low + 1) * i // n for i in range(1, n)]
+    else:
+        fractions = sa.literal([i / n for i in range(1, n)], sa.ARRAY(sa.Float))
+        quantiles = sa.func.percentile_disc(fractions).within_group(key)
+        cuts = list(connection.execute(sa.select(quantiles).select_from(table)).scalar_one())
+    # The last slice stays open: rows inserted past today's largest key are filled too.
+    edges = [None, *sorted(set(cuts)), None]
+    return list(itertools.pairwise(edges))
+
+
+@dataclass
+class ParallelKeysetBackfill:
+    """``workers`` keyset runners side by side, each on its own slice of the key and its own
+    connection (autocommit, its own adaptive batches), with progress and ETA over all of them.
+
+    One UPDATE uses one backend and one core; disjoint slices let the server use more. Each
+    worker fills only rows still ``pending``, so a killed run resumes exactly as a single
+    runner does. A failing worker stops the others after their current batch, and its error is
+    raised once all have stopped.
+    """
+
+    url: URL
+    table: sa.TableClause
+    key: sa.ColumnClause[Any]
+    values: Mapping[str, Any]
+    pending: sa.ColumnElement[bool]
+    label: str = "backfill"
+    workers: int = 2
+    batch_size: int = 1000
+    target_seconds: float | None = None
+    pause_seconds: float = 0.0
+    throttle: ReplicaThrottle | None = None
+    batch_timeout: str | None = None
+    connect_args: dict[str, Any] = field(default_factory=dict)
+
+    def _engine(self) -> Any:
+        return create_async_engine(self.url, poolclass=NullPool, connect_args=self.connect_args)
+
+    async def _plan(self) -> tuple[list[tuple[Any, Any]], int]:
+        engine = self._engine()
+        try:
+            async with engine.connect() as connection:
+                slices = await connection.run_sync(key_slices, self.table, self.key, self.workers)
+                count = sa.select(sa.func.count()).select_from(self.table).where(self.pending)
+                total = (await connection.execute(count)).scalar_one()
+        finally:
+            await engine.dispose()
+        return slices, total
+
+    async def _work(self, runner: Callable[[Connection], Progress]) -> None:
+        engine = self._engine()
+        try:
+            async with engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                if self.batch_timeout is not None:
+                    limit = sa.text("SELECT set_config('statement_timeout', :value, false)")
+                    await autocommit.execute(limit.bindparams(value=self.batch_timeout))
+                await autocommit.run_sync(runner)
+        finally:
+            await engine.dispose()
+
+    def run(self) -> Progress:
+        slices, total = asyncio.run(self._plan())
+        shared = Progress(self.label, total)
+        log.info(
+            "%s: %d rows to fill, %d workers on slices of the key", self.label, total, len(slices)
+        )
+        lock = threading.Lock()
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def worker(after: Any, until: Any) -> None:
+            reported = 0
+
+            def count(progress: Progress) -> None:
+                nonlocal reported
+                with lock:
+                    shared.done += progress.done - reported
+                    shared.batches += 1
+                    shared.longest_batch = max(shared.longest_batch, progress.longest_batch)
+                    reported = progress.done
+                    log.info("%s", shared.line(self.batch_size))
+
+            def run(connection: Connection) -> Progress:
+                runner = KeysetBackfill(
+                    connection,
+                    self.table,
+                    self.key,
+                    self.values,
+                    self.pending,
+                    label=self.label,
+                    batch_size=self.batch_size,
+                    target_seconds=self.target_seconds,
+                    pause_seconds=self.pause_seconds,
+                    on_batch=count,
+                    throttle=self.throttle,
+                    start_after=after,
+                    stop_at=until,
+                    log_batches=False,
+                    should_stop=stop.is_set,
+                )
+                return runner.run()
+
+            try:
+                asyncio.run(self._work(run))
+            except BaseException as exc:  # handed to run() below, which raises it
+                stop.set()
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=edge) for edge in slices]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return shared
 
 
 OFFLINE_BATCH_SIZE = 5000
@@ -251,8 +413,10 @@ def backfill_in_batches(
     label: str,
     batch_size: int | None = None,
     pause_seconds: float = 0.0,
+    workers: int = 1,
 ) -> Progress | None:
-    """Run a :class:`KeysetBackfill` from a migration.
+    """Run a :class:`KeysetBackfill` from a migration (``workers`` > 1: a
+    :class:`ParallelKeysetBackfill`, each worker on a connection of its own).
 
     Rows per batch: ``-x batch_size=N`` (or MIGRATION_BATCH_SIZE) for this run, else
     ``batch_size``, else a size that adapts to keep each batch near TARGET_BATCH_SECONDS. Each
@@ -295,6 +459,23 @@ def backfill_in_batches(
             pause_seconds=pause_seconds,
             throttle=replica_throttle(settings),
         )
+        if workers > 1:
+            # After autocommit_block() began: the revision's earlier DDL is committed, so the
+            # workers' connections do not queue behind the locks it took.
+            return ParallelKeysetBackfill(
+                op.get_bind().engine.url,
+                table,
+                key,
+                values,
+                pending,
+                label=label,
+                workers=workers,
+                batch_size=runner.batch_size,
+                target_seconds=runner.target_seconds,
+                pause_seconds=pause_seconds,
+                throttle=runner.throttle,
+                batch_timeout=settings.backfill_batch_timeout,
+            ).run()
         return runner.run()
 
 
