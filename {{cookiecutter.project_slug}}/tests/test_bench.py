@@ -46,6 +46,7 @@ def test_benchmark_prints_the_tables_and_checks_every_strategy(
         "single-update",
         "keyset-fixed",
         "keyset-adaptive",
+        "keyset-parallel",
         "limit-loop",
         "orm-loop",
         "index-plain",

@@ -20,6 +20,8 @@ from {{ cookiecutter.project_slug }}.db.backfill import (
     key_slices,
 )
 
+from tests.scratch import scratch_chain
+
 ROWS = 3000
 metadata = sa.MetaData()
 items = sa.Table(
@@ -86,6 +88,28 @@ def run_backfill(connection: Connection, /, **options: float) -> Progress:
         **options,  # type: ignore[arg-type]
     )
     return runner.run()
+
+
+PARALLEL_REVISION = """
+items = sa.table(
+    "backfill_items", sa.column("id"), sa.column("n"), sa.column("doubled"), sa.column("visits")
+)
+
+
+def upgrade() -> None:
+    backfill_in_batches(
+        items,
+        key=items.c.id,
+        values={"doubled": items.c.n * 2, "visits": items.c.visits + 1},
+        pending=items.c.doubled.is_(None),
+        label="backfill_items.doubled",
+        workers=2,
+    )
+
+
+def downgrade() -> None:
+    \"\"\"Nothing to undo.\"\"\"
+"""
 
 
 async def make_key_uneven(engine: AsyncEngine) -> None:
@@ -181,6 +205,20 @@ async def test_parallel_workers_fill_disjoint_slices_every_row_once(
     assert progress.done == progress.total == len(rows)
     assert [(n, doubled, visits) for _, n, doubled, visits in rows] == [
         (n, 2 * n, 1) for _, n, _, _ in rows
+    ]
+
+
+async def test_a_migration_runs_the_workers_from_inside_alembics_event_loop(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    await make_key_uneven(engine)
+    chain = scratch_chain(tmp_path, PARALLEL_REVISION)
+
+    await asyncio.to_thread(chain.upgrade, engine.url)
+
+    rows = await final_rows(engine)
+    assert [(doubled, visits) for _, _, doubled, visits in rows] == [
+        (2 * n, 1) for _, n, _, _ in rows
     ]
 
 

@@ -343,7 +343,23 @@ class ParallelKeysetBackfill:
             await engine.dispose()
 
     def run(self) -> Progress:
-        slices, total = asyncio.run(self._plan())
+        # Every event loop here runs in a thread of its own: run() itself may be called from
+        # inside one (env.py runs the migrations under asyncio.run).
+        planned: list[tuple[list[tuple[Any, Any]], int]] = []
+        failed: list[BaseException] = []
+
+        def plan() -> None:
+            try:
+                planned.append(asyncio.run(self._plan()))
+            except BaseException as exc:  # raised below, in the caller's thread
+                failed.append(exc)
+
+        planner = threading.Thread(target=plan)
+        planner.start()
+        planner.join()
+        if failed:
+            raise failed[0]
+        slices, total = planned[0]
         shared = Progress(self.label, total)
         log.info(
             "%s: %d rows to fill, %d workers on slices of the key", self.label, total, len(slices)
