@@ -352,7 +352,7 @@ def test_benchmark_runs_at_20000_rows_with_the_same_data_for_every_strategy(
 
     assert "# Migration benchmark: 20,000 rows" in output
     results = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))["results"]
-    assert len(results) == 8
+    assert len(results) == 9
     assert all(row["data_ok"] for row in results), results
 
 

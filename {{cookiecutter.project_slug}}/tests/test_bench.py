@@ -47,6 +47,7 @@ def test_benchmark_prints_the_tables_and_checks_every_strategy(
         "keyset-fixed",
         "keyset-adaptive",
         "keyset-parallel",
+        "keyset-gentle",
         "limit-loop",
         "orm-loop",
         "index-plain",

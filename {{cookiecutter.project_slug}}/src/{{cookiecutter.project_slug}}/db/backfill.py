@@ -34,6 +34,9 @@ log = logging.getLogger("alembic.backfill")
 
 TARGET_BATCH_SECONDS = 0.05
 """What an adaptive batch aims at when a migration gives no batch size (see `make bench`)."""
+GENTLE_BATCH_SECONDS = 0.005
+"""What a batch aims at in gentle mode: short enough that the application's commits hardly
+wait behind the backfill's WAL flushes, at about half the throughput (see `make bench`)."""
 
 
 def batch_end(
@@ -430,6 +433,7 @@ def backfill_in_batches(
     batch_size: int | None = None,
     pause_seconds: float = 0.0,
     workers: int = 1,
+    gentle: bool = False,
 ) -> Progress | None:
     """Run a :class:`KeysetBackfill` from a migration (``workers`` > 1: a
     :class:`ParallelKeysetBackfill`, each worker on a connection of its own).
@@ -471,7 +475,9 @@ def backfill_in_batches(
             pending,
             label=label,
             batch_size=size or 1000,
-            target_seconds=None if size else TARGET_BATCH_SECONDS,
+            target_seconds=None
+            if size
+            else (GENTLE_BATCH_SECONDS if gentle else TARGET_BATCH_SECONDS),
             pause_seconds=pause_seconds,
             throttle=replica_throttle(settings),
         )
