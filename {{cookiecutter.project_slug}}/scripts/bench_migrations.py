@@ -43,7 +43,7 @@ from sqlalchemy.sql.expression import ClauseElement, Executable
 from tqdm import tqdm
 
 from {{ cookiecutter.project_slug }}.db.backfill import (
-    GENTLE_BATCH_SECONDS,
+    GENTLE_BATCH_SIZE,
     TARGET_BATCH_SECONDS,
     KeysetBackfill,
     ParallelKeysetBackfill,
@@ -333,8 +333,12 @@ def keyset_adaptive(connection: Connection, args: argparse.Namespace) -> tuple[i
 
 
 def keyset_gentle(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
-    """``backfill_in_batches(..., gentle=True)``: adaptive batches of about 5 ms."""
-    return _keyset(connection, args, target=GENTLE_BATCH_SECONDS)
+    """``backfill_in_batches(..., gentle=True)``: fixed batches of GENTLE_BATCH_SIZE rows."""
+    return _keyset(
+        connection,
+        argparse.Namespace(**(vars(args) | {"batch_size": GENTLE_BATCH_SIZE})),
+        target=None,
+    )
 
 
 def keyset_parallel(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
