@@ -42,6 +42,8 @@ PATHS_ONLY_FOR = {
         "migrations/versions/0009_add_posts_reviewer.py",
         "migrations/versions/0010_trim_post_titles.py",
         "migrations/versions/0011_add_posts_status.py",
+        "migrations/versions/0012_schedule_posts_created_on.py",
+        "migrations/versions/0013_posts_created_on_not_null.py",
         "src/{slug}/models/user.py",
         "src/{slug}/models/post.py",
         "tests/migrations/test_lessons.py",

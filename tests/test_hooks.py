@@ -320,7 +320,7 @@ def test_a_render_by_cruft_touches_nothing_outside_it(
     assert "cruft: no git repository made and nothing migrated" in out.out
     assert "make first-commit" in out.out
     assert "migrations: applied" not in out.out + out.err
-    assert len(post_gen.read_revisions(root / post_gen.VERSIONS_DIR)) == 11  # still prepared
+    assert len(post_gen.read_revisions(root / post_gen.VERSIONS_DIR)) == 13  # still prepared
 
 
 def test_a_render_by_cookiecutter_still_makes_its_first_commit(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 #!/bin/sh
-# The image's commands: `serve` (the default) or `migrate`; anything else runs as given.
+# The image's commands: `serve` (the default), `migrate`, `backfill`, `backfill-status`;
+# anything else runs as given.
 set -eu
 command="${1:-serve}"
 [ "$#" -gt 0 ] && shift
@@ -11,6 +12,13 @@ case "$command" in
     migrate)
         # Once per deploy, before the new release serves; concurrent runs take turns (deploy lock).
         exec alembic -c "$ALEMBIC_INI" upgrade head "$@"
+        ;;
+    backfill)
+        # After the deploy: the backfills its migrations scheduled; safe to run twice at once.
+        exec python -m {{ cookiecutter.project_slug }}.db.backfill_jobs run "$@"
+        ;;
+    backfill-status)
+        exec python -m {{ cookiecutter.project_slug }}.db.backfill_jobs status
         ;;
     *)
         exec "$command" "$@"

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import {{ cookiecutter.project_slug }}.models
+from {{ cookiecutter.project_slug }}.db.backfill_jobs import JOBS_TABLE
 from {{ cookiecutter.project_slug }}.db.migration_helpers import (
     deploy_lock,
     deploy_lock_key,
@@ -41,8 +42,15 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 target_metadata = {{ cookiecutter.project_slug }}.models.Base.metadata
 DEPLOY_LOCK_KEY = deploy_lock_key("{{ cookiecutter.project_slug }}:alembic")
 
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Leave the toolkit's own tables out of autogenerate: no model describes them."""
+    return not (type_ == "table" and name == JOBS_TABLE)
+
+
 COMMON_OPTIONS: dict[str, Any] = {
     "target_metadata": target_metadata,
+    "include_name": include_name,
     "compare_type": True,
     "compare_server_default": True,
     # Each migration commits on its own: a failure in the fifth leaves the first four applied

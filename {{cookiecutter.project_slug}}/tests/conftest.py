@@ -23,7 +23,9 @@ from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT, to_asyncpg_url
+from {{ cookiecutter.project_slug }}.db.backfill_jobs import run_jobs
+from {{ cookiecutter.project_slug }}.db.migration_helpers import MigrationSafetyError
+from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT, MigrationSettings, to_asyncpg_url
 
 CreateDatabase = Callable[[], URL]
 T = TypeVar("T")
@@ -103,6 +105,28 @@ def revision_at(index: int) -> str:
 def migrate(url: URL, revision: str = "head") -> None:
     """Upgrade the database at ``url`` through env.py, as ``alembic upgrade`` does."""
     command.upgrade(alembic_config(create_async_engine(url, poolclass=NullPool)), revision)
+
+
+def run_scheduled_backfills(url: URL) -> int:
+    """What ``make backfill`` does, in process: every unfinished job run to the end."""
+
+    async def run() -> int:
+        async with connect(url, isolation_level="AUTOCOMMIT") as connection:
+            return await connection.run_sync(run_jobs, MigrationSettings())
+
+    return run_blocking(run())
+
+
+def upgrade_as_deploys_do(upgrade: Callable[[], None], url: URL) -> None:
+    """``upgrade()``; where a revision needs a scheduled backfill finished, ``make backfill``
+    and ``upgrade()`` again, as an operator does between two deploys."""
+    try:
+        upgrade()
+    except MigrationSafetyError as exc:
+        if "is not finished" not in str(exc):
+            raise
+        run_scheduled_backfills(url)
+        upgrade()
 
 
 @asynccontextmanager

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from {{ cookiecutter.project_slug }}.db.backfill import *
+from {{ cookiecutter.project_slug }}.db.backfill_jobs import *
 from {{ cookiecutter.project_slug }}.db.migration_helpers import *
 
 revision = "{revision}"

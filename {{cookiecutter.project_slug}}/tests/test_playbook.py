@@ -18,7 +18,7 @@ from sqlalchemy import URL, Executable, column, insert, table, text
 
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
-from tests.conftest import connect
+from tests.conftest import connect, upgrade_as_deploys_do
 from tests.old_release import old_release_writer
 from tests.scratch import scratch_chain
 
@@ -86,9 +86,10 @@ async def test_recipe_runs_up_down_up_while_the_old_release_writes(
     chain = scratch_chain(tmp_path, *bodies)
 
     async with old_release_writer(url, order_of_the_old_release) as report:
-        await asyncio.to_thread(chain.upgrade, url)
+        # A recipe that schedules a backfill gets `make backfill` between its two deploys.
+        await asyncio.to_thread(upgrade_as_deploys_do, lambda: chain.upgrade(url), url)
         await asyncio.to_thread(chain.downgrade, url)
-        await asyncio.to_thread(chain.upgrade, url)
+        await asyncio.to_thread(upgrade_as_deploys_do, lambda: chain.upgrade(url), url)
 
     assert report.failures == [], f"{heading}: {report.summary()}"
     assert report.writes > 2

@@ -120,8 +120,12 @@ class MigrationSettings(BaseSettings):
     max_replica_lag: PostgresSize | None = None
     """Backfills pause before a batch while a streaming replica is further behind than this
     (``64MB``; bytes of WAL not yet replayed, from pg_stat_replication). Unset: no check."""
+    max_wal_rate: PostgresSize | None = None
+    """Backfills pause between batches to keep the WAL the server writes, counted from the
+    backfill's first batch, under this much per second (``32MB``). Unset: no budget."""
     max_replica_lag_wait: float = Field(default=900.0, gt=0)
-    """Seconds one pause of a backfill may last; then it stops, resumable."""
+    """Seconds one pause of a backfill (replica lag or WAL rate) may last; then it stops,
+    resumable."""
     batch_size: int | None = Field(default=None, ge=1, le=1_000_000)
     """Rows per backfill batch for this run (every backfill_in_batches call); unset: each
     call's own batch_size, or batches that adapt to about 50 ms."""

@@ -5,6 +5,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -270,3 +271,71 @@ async def run_and_kill_after(
             )
         )
     return int(killed)
+
+
+WAL_ROWS = 40_000
+WAL_BUDGET_MB = 2
+WAL_BUDGET_REVISIONS = (
+    """
+def upgrade() -> None:
+    op.execute(
+        "CREATE TABLE wal_items (id bigint PRIMARY KEY, note text NOT NULL, copied text)"
+    )
+    op.execute(
+        "INSERT INTO wal_items (id, note) SELECT g, repeat('n', 200) || g"
+        " FROM generate_series(1, WAL_ROWS) AS g"
+    )
+
+
+def downgrade() -> None:
+    op.execute("DROP TABLE wal_items")
+""".replace("WAL_ROWS", str(WAL_ROWS)),
+    """
+wal_items = sa.table("wal_items", sa.column("id"), sa.column("note"), sa.column("copied"))
+
+
+def upgrade() -> None:
+    backfill_in_batches(
+        wal_items,
+        key=wal_items.c.id,
+        values={"copied": wal_items.c.note},
+        pending=wal_items.c.copied.is_(None),
+        label="wal_items.copied",
+        batch_size=2000,
+    )
+
+
+def downgrade() -> None:
+    \"\"\"Nothing to undo.\"\"\"
+""",
+)
+WAL_POSITION = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+
+
+@pytest.mark.slow  # seconds of pauses, by design: make test-all
+async def test_the_wal_budget_holds_the_backfill_to_its_rate(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    chain = scratch_chain(tmp_path, *WAL_BUDGET_REVISIONS)
+    await asyncio.to_thread(chain.upgrade, engine.url, chain.revisions[0])
+    async with engine.connect() as connection:
+        before = (await connection.execute(sa.text(WAL_POSITION))).scalar_one()
+    started = time.monotonic()
+
+    budget = ["-x", f"max_wal_rate={WAL_BUDGET_MB}MB"]
+    result = await asyncio.to_thread(chain.run, *budget, "upgrade", "head", url=engine.url)
+
+    elapsed = time.monotonic() - started
+    async with engine.connect() as connection:
+        written = (await connection.execute(sa.text(WAL_POSITION))).scalar_one() - before
+        wrong = "SELECT count(*) FROM wal_items WHERE copied IS DISTINCT FROM note"
+        assert (await connection.execute(sa.text(wrong))).scalar_one() == 0
+    assert result.returncode == 0, result.stderr
+    assert f"above the budget of {WAL_BUDGET_MB}MB/s" in result.stderr
+    # The throttle lets a batch start only once the WAL before it is within the budget: the
+    # run lasts at least the WAL written, less the last batch's and what came before the first
+    # (1 MB is more than either here), divided by the rate. An unthrottled run takes ~0.3 s.
+    megabytes = written / 1024 / 1024
+    print(f"{megabytes:.1f} MB of WAL in {elapsed:.1f} s, budget {WAL_BUDGET_MB} MB/s")
+    assert megabytes > 4 * WAL_BUDGET_MB, "too little WAL for the bound to mean anything"
+    assert elapsed >= (megabytes - 1) / WAL_BUDGET_MB

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.migrations.conftest import run_backfills
 from tests.replica import ReplicaPair, streaming_replica
 from tests.scratch import scratch_chain
 
@@ -34,6 +35,26 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     \"\"\"Nothing to undo.\"\"\"
+"""
+
+
+SCHEDULED = """
+items = sa.table("items", sa.column("id", sa.BigInteger), sa.column("v"), sa.column("w"))
+
+
+def upgrade() -> None:
+    schedule_backfill(
+        items,
+        key=items.c.id,
+        values={"w": items.c.v * 2},
+        pending=items.c.w.is_(None),
+        name="items.w",
+        batch_size=5000,
+    )
+
+
+def downgrade() -> None:
+    unschedule_backfill("items.w")
 """
 
 
@@ -134,4 +155,34 @@ def test_a_replica_that_stays_behind_stops_the_backfill_resumably(
     resumed = chain.run(*limits, "upgrade", "head", url=url)
     assert resumed.returncode == 0, resumed.stderr
     assert f"items.w: {left} rows to fill" in resumed.stderr
+    assert wrong(replica, items) == 0
+
+
+def test_make_backfill_stops_resumably_while_the_replica_stays_behind(
+    replica: ReplicaPair, items: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = replica.primary.url(items)
+    scratch_chain(tmp_path, SCHEDULED).upgrade(url)
+    monkeypatch.setenv("MIGRATION_MAX_REPLICA_LAG", "1MB")
+    monkeypatch.setenv("MIGRATION_MAX_REPLICA_LAG_WAIT", "2")
+
+    stopped = run_backfills("run", database_url=url)
+    status = run_backfills("status", database_url=url)
+
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    assert "items.w: paused: " in stopped.stdout
+    assert stopped.stderr.startswith("backfill: items.w: stopped: ")
+    assert "stayed more than 1MB behind for 2 s" in stopped.stderr
+    left = pending(replica, items)
+    assert 0 < left < ROWS  # what was filled stays filled
+    assert status.stdout.startswith(f"items.w: stopped after {ROWS - left}/{ROWS} rows")
+    assert status.stdout.rstrip().endswith("'make backfill' resumes it")
+    replica.standby.psql("SELECT pg_wal_replay_resume()")
+    replica.wait_until_caught_up()
+
+    resumed = run_backfills("run", database_url=url)
+
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "items.w: resuming after key " in resumed.stdout
+    assert f"items.w: finished, {ROWS} rows filled" in resumed.stdout
     assert wrong(replica, items) == 0

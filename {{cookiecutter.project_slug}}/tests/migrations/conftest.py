@@ -38,6 +38,19 @@ def alembic_command(
     return [sys.executable, "-m", "alembic", "-c", str(alembic_ini), *args], env
 
 
+def backfill_command(*args: str, database_url: URL) -> tuple[list[str], dict[str, str]]:
+    """``make backfill`` (``run``) or ``make backfill-status`` (``status``) on ``database_url``."""
+    _, env = alembic_command(database_url=database_url)
+    return [sys.executable, "-m", "{{ cookiecutter.project_slug }}.db.backfill_jobs", *args], env
+
+
+def run_backfills(*args: str, database_url: URL) -> subprocess.CompletedProcess[str]:
+    command, env = backfill_command(*args, database_url=database_url)
+    return subprocess.run(
+        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
 def run_alembic(
     *args: str,
     database_url: URL | None,

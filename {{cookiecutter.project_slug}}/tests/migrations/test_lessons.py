@@ -11,10 +11,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tests.conftest import alembic_config, migrate, revision_at, run_blocking
-from tests.migrations.conftest import run_alembic
+from tests.migrations.conftest import run_alembic, run_backfills
 
 pytestmark = pytest.mark.slow  # each lesson migrated on a database of its own: make test-all
 PHONE, EXPAND_RENAME, CONTRACT_RENAME, REVIEWER, TRIM = 5, 6, 7, 8, 9  # places in the chain
+STATUS, SCHEDULE_CREATED_ON, REQUIRE_CREATED_ON = 10, 11, 12
 users = table(
     "users",
     column("id"),
@@ -139,3 +140,58 @@ def test_batch_size_of_the_run_reaches_every_backfill(create_database: Callable[
     assert result.returncode == 0, result.stderr
     assert "posts.title: 12 rows to fill, batches of 5" in result.stderr
     assert len(re.findall(r"posts\.title: \d+/12 rows", result.stderr)) == 3  # 5 + 5 + 2
+
+
+def test_created_on_is_backfilled_after_the_deploy_and_required_before_not_null(
+    create_database: Callable[[], URL],
+) -> None:
+    url = create_database()
+    migrate(url, revision_at(STATUS))
+    sql(url, "INSERT INTO users (email, full_name, slug) VALUES ('f@x.org', 'F', 'f')")
+    sql(
+        url,
+        "INSERT INTO posts (author_id, title, body, created_at) SELECT (SELECT min(id) FROM users),"
+        " 'p' || g, 'x', timestamptz '2026-03-01 22:00:00+00' + g * interval '1 hour'"
+        " FROM generate_series(1, 400) AS g",
+    )
+    not_yet = "SELECT count(*) AS n FROM posts WHERE created_on IS NULL"
+    current = "SELECT version_num FROM alembic_version"
+
+    deploy = run_alembic("upgrade", revision_at(SCHEDULE_CREATED_ON), database_url=url)
+
+    assert deploy.returncode == 0, deploy.stderr
+    assert "posts.created_on: scheduled; run 'make backfill' once this deploy is done" in (
+        deploy.stderr
+    )
+    assert sql(url, not_yet)[0].n == 400  # the deploy filled nothing
+    # A post of either release inserted from now on gets its day from the trigger.
+    sql(url, "INSERT INTO posts (author_id, title, body) SELECT min(id), 'new', 'x' FROM users")
+    assert sql(url, not_yet)[0].n == 400
+
+    early = run_alembic("upgrade", "head", database_url=url)
+
+    assert early.returncode != 0
+    assert (
+        "FAILED: backfill 'posts.created_on' is not finished (pending, 0/? rows). This revision"
+        " relies on its data: run 'make backfill' against this database"
+    ) in early.stdout
+    assert sql(url, current)[0].version_num == revision_at(SCHEDULE_CREATED_ON)
+
+    backfill = run_backfills("run", database_url=url)
+    status = run_backfills("status", database_url=url)
+
+    assert backfill.returncode == 0, backfill.stdout + backfill.stderr
+    assert "posts.created_on: finished, 400 rows filled" in backfill.stdout
+    assert status.stdout.startswith("posts.created_on: finished, 400 rows, at ")
+    wrong_day = (
+        "SELECT count(*) AS n FROM posts WHERE created_on <> (created_at AT TIME ZONE 'UTC')::date"
+    )
+    assert sql(url, wrong_day)[0].n == 0
+    days = "SELECT count(DISTINCT created_on) AS n FROM posts WHERE title <> 'new'"
+    assert sql(url, days)[0].n == 18  # 1 to 18 March, UTC
+
+    later = run_alembic("upgrade", "head", database_url=url)
+
+    assert later.returncode == 0, later.stderr
+    not_null = "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'posts'::regclass"
+    assert sql(url, f"{not_null} AND attname = 'created_on'")[0].attnotnull is True

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from sqlalchemy import URL, Executable, column, insert, table, text
 
-from tests.conftest import connect, migrate, revision_at, revisions
+from tests.conftest import connect, migrate, revision_at, revisions, upgrade_as_deploys_do
 from tests.migrations.conftest import run_alembic
 from tests.old_release import old_release_writer
 
@@ -37,6 +37,10 @@ def user_of_the_old_release(run: str) -> Callable[[int], Executable]:
 def post_of_the_old_release(n: int) -> Executable:
     """An insert of the release before posts.status."""
     return insert(posts).values(author_id=1, title=f"old release post {n}", body="written old")
+
+
+def deploy_to_head(url: URL) -> None:
+    upgrade_as_deploys_do(lambda: migrate(url, "head"), url)
 
 
 async def seed_users(url: URL) -> None:
@@ -72,7 +76,7 @@ async def seed_posts(url: URL) -> None:
             9,
             post_of_the_old_release,
             seed_posts,
-            "SELECT count(*) FROM posts WHERE status IS NULL",
+            "SELECT count(*) FROM posts WHERE status IS NULL OR created_on IS NULL",
             id="posts-without-status-from-0010",
         ),
     ],
@@ -90,7 +94,7 @@ async def test_old_release_writes_through_upgrade_head(
 
     async with old_release_writer(url, writes) as report:
         before = report.writes
-        await asyncio.to_thread(migrate, url, "head")
+        await asyncio.to_thread(deploy_to_head, url)
         during = report.writes - before
         await asyncio.sleep(0.3)  # the old release goes on until the new one replaces it
 

@@ -10,11 +10,12 @@ each batch one short transaction, touching only rows still ``pending``: stopped 
 import asyncio
 import itertools
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from alembic import op
@@ -76,6 +77,8 @@ class Progress:
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
     longest_batch: float = 0.0
+    last_key: Any = None
+    """The key of the last row of the last batch committed (where a resumed run goes on)."""
 
     @property
     def rate(self) -> float:
@@ -100,8 +103,17 @@ WORST_REPLICA = sa.text(
 )
 
 
-class ReplicasTooFarBehind(Exception):
+class ThrottleGaveUp(Exception):
+    """A throttle would hold the backfill for longer than it may wait."""
+
+
+class ReplicasTooFarBehind(ThrottleGaveUp):
     """The replicas stayed behind for longer than the throttle may wait."""
+
+
+class Throttle(Protocol):
+    def wait(self, connection: Connection, label: str) -> None:
+        """Return when the next batch may run; raise ThrottleGaveUp instead of waiting too long."""
 
 
 @dataclass
@@ -179,6 +191,78 @@ class ReplicaThrottle:
             poll = min(poll * 2, self.max_poll_seconds)
 
 
+WAL_POSITION = sa.text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+
+
+@dataclass
+class WalRateLimit:
+    """Hold the next batch while the server has written WAL faster than ``limit`` per second
+    since the backfill began.
+
+    Problem: replicas, WAL archiving and backups take WAL at their own pace; a backfill that
+    writes it as fast as the primary can leaves them behind even where no replica reports lag
+    yet (an archive, a replica in another region). Before each batch this reads the WAL
+    position and, if the WAL written since the first batch is ahead of ``limit`` bytes per
+    second, sleeps until it is not. The count is the server's, the application's writes
+    included: on a server that writes more than the budget by itself, one pause would exceed
+    ``max_wait_seconds`` and the backfill stops, resumably.
+    """
+
+    limit: str
+    max_wait_seconds: float
+    _start: tuple[float, int] | None = None
+    _last_report: float = -math.inf
+
+    @property
+    def limit_bytes(self) -> int:
+        return size_bytes(self.limit)
+
+    def wait(self, connection: Connection, label: str) -> None:
+        position = connection.execute(WAL_POSITION).scalar_one()
+        now = time.monotonic()
+        if self._start is None:
+            self._start = (now, position)
+            return
+        began, first = self._start
+        written = position - first
+        pause = began + written / self.limit_bytes - now
+        if pause <= 0:
+            return
+        if pause > self.max_wait_seconds:
+            msg = (
+                f"keeping the WAL rate within {self.limit}/s would pause for {pause:.0f} s"
+                f" ({written / MEGABYTE:.1f} MB written in {now - began:.0f} s; the server may"
+                f" write more than that by itself), more than MIGRATION_MAX_REPLICA_LAG_WAIT"
+                f" ({self.max_wait_seconds:g} s)"
+            )
+            raise ThrottleGaveUp(msg)
+        if now - self._last_report >= WAL_REPORT_SECONDS:
+            self._last_report = now
+            log.info(
+                "%s: pausing %.2f s: WAL at %.1f MB/s since the start, above the budget of %s/s",
+                label,
+                pause,
+                written / MEGABYTE / max(now - began, 1e-6),
+                self.limit,
+            )
+        time.sleep(pause)
+
+
+WAL_REPORT_SECONDS = 10.0
+"""A WAL-rate pause is logged at most this often (a throttled backfill pauses every batch)."""
+
+
+@dataclass
+class Throttles:
+    """Several throttles, each asked in turn before a batch."""
+
+    throttles: Sequence[Throttle]
+
+    def wait(self, connection: Connection, label: str) -> None:
+        for throttle in self.throttles:
+            throttle.wait(connection, label)
+
+
 @dataclass
 class KeysetBackfill:
     """Set ``values`` on the rows of ``table`` matching ``pending``, batch by batch.
@@ -201,8 +285,9 @@ class KeysetBackfill:
     pause_seconds: float = 0.0
     on_batch: Callable[[Progress], None] | None = None
     """Called after each batch commits (a progress bar, a benchmark's bookkeeping)."""
-    throttle: ReplicaThrottle | None = None
-    """Checked before each batch: waits while the replicas are too far behind."""
+    throttle: Throttle | None = None
+    """Checked before each batch: waits while the replicas are too far behind, or the WAL
+    rate is above its budget."""
     start_after: Any = None
     stop_at: Any = None
     """The slice of the key this runner owns, (start_after, stop_at]; None: unbounded."""
@@ -249,11 +334,12 @@ class KeysetBackfill:
             if self.throttle is not None:
                 try:
                     self.throttle.wait(self.connection, self.label)
-                except ReplicasTooFarBehind as exc:
+                except ThrottleGaveUp as exc:
                     msg = (
                         f"{self.label}: stopped: {exc}. The {progress.done} rows filled so far"
-                        " stay filled; run the migration again once the replica has caught up:"
-                        " the backfill resumes with the rows still pending."
+                        " stay filled; run the migration again once the replica has caught up"
+                        " ('make backfill' for a scheduled backfill): the backfill resumes with"
+                        " the rows still pending."
                     )
                     raise MigrationSafetyError(msg) from None
             started = time.monotonic()
@@ -261,7 +347,7 @@ class KeysetBackfill:
             seconds = time.monotonic() - started
             progress.batches += 1
             progress.longest_batch = max(progress.longest_batch, seconds)
-            after = until
+            progress.last_key = after = until
             self._resize(seconds)
             if self.log_batches:
                 log.info("%s", progress.line(self.batch_size))
@@ -316,7 +402,7 @@ class ParallelKeysetBackfill:
     batch_size: int = 1000
     target_seconds: float | None = None
     pause_seconds: float = 0.0
-    throttle: ReplicaThrottle | None = None
+    throttle: Throttle | None = None
     batch_timeout: str | None = None
     connect_args: dict[str, Any] = field(default_factory=dict)
 
@@ -479,7 +565,7 @@ def backfill_in_batches(
             batch_size=size or 1000,
             target_seconds=None if size else TARGET_BATCH_SECONDS,
             pause_seconds=pause_seconds,
-            throttle=replica_throttle(settings),
+            throttle=backfill_throttle(settings),
         )
         if workers > 1:
             # After autocommit_block() began: the revision's earlier DDL is committed, so the
@@ -501,11 +587,17 @@ def backfill_in_batches(
         return runner.run()
 
 
-def replica_throttle(settings: MigrationSettings) -> ReplicaThrottle | None:
-    """The throttle MIGRATION_MAX_REPLICA_LAG (``-x max_replica_lag=64MB``) asks for, if any."""
-    if settings.max_replica_lag is None:
+def backfill_throttle(settings: MigrationSettings) -> Throttle | None:
+    """What MIGRATION_MAX_REPLICA_LAG (``-x max_replica_lag=64MB``) and MIGRATION_MAX_WAL_RATE
+    (``-x max_wal_rate=32MB``) ask for, if anything."""
+    throttles: list[Throttle] = []
+    if settings.max_replica_lag is not None:
+        throttles.append(ReplicaThrottle(settings.max_replica_lag, settings.max_replica_lag_wait))
+    if settings.max_wal_rate is not None:
+        throttles.append(WalRateLimit(settings.max_wal_rate, settings.max_replica_lag_wait))
+    if not throttles:
         return None
-    return ReplicaThrottle(settings.max_replica_lag, settings.max_replica_lag_wait)
+    return throttles[0] if len(throttles) == 1 else Throttles(throttles)
 
 
 def offline_backfill(
