@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -100,3 +102,22 @@ def shared_env() -> Iterator[dict[str, str]]:
         "MYPY_CACHE_DIR": str(tools / "mypy_cache"),
     }
     shutil.rmtree(tools, ignore_errors=True)
+
+
+def bake(cookies_session: Any, env: dict[str, str], answers: dict[str, str]) -> Project:
+    """Render the template with ``answers`` under ``env`` (the hooks see it: the shared venv,
+    a DATABASE_URL to migrate or none), as a user's shell would."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key in ("DATABASE_URL", "VIRTUAL_ENV"):
+            patch.delenv(key, raising=False)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        result = cookies_session.bake(extra_context=answers)
+    assert result.exception is None, result.exception
+    return Project(result.project_path, env)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

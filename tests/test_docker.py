@@ -11,7 +11,6 @@ skips them with the reason; under ``CI=true`` that is a failure.
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,7 +26,7 @@ import psycopg
 import pytest
 import yaml
 
-from tests.conftest import Project
+from tests.conftest import Project, bake, free_port
 
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 PYTHON_BASE = "template-tests/python:bookworm"
@@ -168,12 +167,7 @@ def build(docker: Docker, project: Path, name: str, arguments: dict[str, str]) -
 def image(
     docker: Docker, base_images: dict[str, str], cookies_session: Any, shared_env: dict[str, str]
 ) -> Iterator[Image]:
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in shared_env.items():
-            patch.setenv(key, value)
-        result = cookies_session.bake(extra_context={"project_name": "Boxed Service"})
-    assert result.exception is None, result.exception
-    project = Project(result.project_path, shared_env)
+    project = bake(cookies_session, shared_env, {"project_name": "Boxed Service"})
     # What must never reach an image: a local secret and a local database.
     (project.path / ".env").write_text("DATABASE_URL=postgresql://app:secret@db/app\n")
     (project.path / ".localdb").mkdir()
@@ -191,12 +185,6 @@ def image(
     )
     yield Image(name, project, cold, cached, size)
     docker.run("image", "rm", "--force", name)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_migrate_applies_the_migrations_once_and_fails_with_alembics_message(

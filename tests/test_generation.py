@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Project, load_hook
+from tests.conftest import Project, bake, load_hook
 
 post_gen = load_hook("post_gen_project")
 
@@ -123,14 +123,7 @@ def rendered(
     env = dict(shared_env)
     if combination.answers.get("apply_migrations_after_render") == "database_url":
         env["DATABASE_URL"] = create_database()
-    with pytest.MonkeyPatch.context() as patch:
-        for key in ("DATABASE_URL", "VIRTUAL_ENV"):
-            patch.delenv(key, raising=False)
-        for key, value in env.items():
-            patch.setenv(key, value)
-        result = cookies_session.bake(extra_context=combination.answers)
-    assert result.exception is None, result.exception
-    return Rendered(result.project_path, env, combination)
+    return Rendered(bake(cookies_session, env, combination.answers).path, env, combination)
 
 
 def source_files(root: Path) -> list[Path]:
@@ -340,12 +333,7 @@ def test_benchmark_runs_at_20000_rows_with_the_same_data_for_every_strategy(
     create_database: Callable[[], str],
     tmp_path: Path,
 ) -> None:
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in shared_env.items():
-            patch.setenv(key, value)
-        result = cookies_session.bake(extra_context={"project_name": "Bench Service"})
-    assert result.exception is None, result.exception
-    project = Rendered(result.project_path, shared_env, SUPPORTED[0])
+    project = bake(cookies_session, shared_env, {"project_name": "Bench Service"})
     arguments = f"ARGS=--rows 20000 --orm-sample 500 --output {tmp_path}"
 
     output = project.make("bench", arguments, DATABASE_URL=create_database())

@@ -30,16 +30,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.conftest import Project
+from tests.conftest import Project, bake, free_port
 
 CLIENTS = 30
 REQUESTS = 300
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -105,12 +99,7 @@ def pgbouncer(postgres_url: str) -> Iterator[Pooler]:
 
 @pytest.fixture(scope="module")
 def service(cookies_session: Any, shared_env: dict[str, str]) -> Project:
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in shared_env.items():
-            patch.setenv(key, value)
-        result = cookies_session.bake(extra_context={"project_name": "Pooled Service"})
-    assert result.exception is None, result.exception
-    project = Project(result.project_path, shared_env)
+    project = bake(cookies_session, shared_env, {"project_name": "Pooled Service"})
     assert project.run("uv", "sync", "--locked", "--quiet").returncode == 0
     return project
 
