@@ -129,7 +129,7 @@ def test_upgrade_schedules_require_refuses_until_the_backfill_ran(
     with pytest.raises(MigrationSafetyError) as refused:
         chain.upgrade(url)
     assert str(refused.value).startswith(
-        f"backfill '{JOB}' is not finished (pending, 0/? rows). This revision relies on its"
+        f"backfill '{JOB}' is not finished (pending, not started). This revision relies on its"
         " data: run 'make backfill' against this database"
     )
     assert sql(url, "SELECT version_num FROM alembic_version")[0][0] == schedule

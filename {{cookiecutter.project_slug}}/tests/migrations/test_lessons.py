@@ -172,7 +172,7 @@ def test_created_on_is_backfilled_after_the_deploy_and_required_before_not_null(
 
     assert early.returncode != 0
     assert (
-        "FAILED: backfill 'posts.created_on' is not finished (pending, 0/? rows). This revision"
+        "FAILED: backfill 'posts.created_on' is not finished (pending, not started). This revision"
         " relies on its data: run 'make backfill' against this database"
     ) in early.stdout
     assert sql(url, current)[0].version_num == revision_at(SCHEDULE_CREATED_ON)

@@ -13,6 +13,7 @@ later revision that relies on the data calls :func:`require_backfill_finished`.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -189,9 +190,11 @@ def unschedule_backfill(name: str) -> None:
 
 
 def _not_finished(job: sa.Row[Any]) -> str:
+    if job.rows_total is None:
+        return f"backfill {job.name!r} is not finished ({job.state}, not started)"
     return (
-        f"backfill {job.name!r} is not finished ({job.state}, {job.rows_done}"
-        f"/{job.rows_total if job.rows_total is not None else '?'} rows)"
+        f"backfill {job.name!r} is not finished ({job.state}, {job.rows_done}/{job.rows_total}"
+        " rows)"
     )
 
 
@@ -309,7 +312,10 @@ def _run_locked(connection: Connection, name: str, settings: MigrationSettings) 
     try:
         progress = runner.run()
     except BaseException as exc:
-        _record(connection, name, state="stopped", message=str(exc) or type(exc).__name__)
+        # Say why in the job, if the connection still works (a terminated session does not:
+        # the job then reads "interrupted", which resumes the same way).
+        with contextlib.suppress(DBAPIError):
+            _record(connection, name, state="stopped", message=str(exc) or type(exc).__name__)
         raise
     _record(
         connection,
@@ -332,7 +338,8 @@ def run_job(connection: Connection, name: str, settings: MigrationSettings) -> b
     try:
         _run_locked(connection, name, settings)
     finally:
-        connection.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+        with contextlib.suppress(DBAPIError):  # a dead session's locks are gone with it
+            connection.execute(sa.select(sa.func.pg_advisory_unlock(key)))
     return True
 
 
@@ -456,7 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValidationError, ValueError) as exc:
         print(f"backfill: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_main(url, arguments, settings))
+    try:
+        return asyncio.run(_main(url, arguments, settings))
+    except KeyboardInterrupt:
+        print(f"backfill: interrupted; '{RUN_COMMAND}' resumes where it stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
