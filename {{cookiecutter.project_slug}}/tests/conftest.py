@@ -25,7 +25,11 @@ from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.project_slug }}.db.backfill_jobs import run_jobs
 from {{ cookiecutter.project_slug }}.db.migration_helpers import MigrationSafetyError
-from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT, MigrationSettings, to_asyncpg_url
+from {{ cookiecutter.project_slug }}.settings import (
+    PROJECT_ROOT,
+    MigrationSettings,
+    to_asyncpg_url,
+)
 
 CreateDatabase = Callable[[], URL]
 T = TypeVar("T")

@@ -130,12 +130,12 @@ def schedule_backfill(
 ) -> None:
     """Record a backfill for ``make backfill`` to run after the deploy, and return at once.
 
-    The arguments are those of :func:`~{{ cookiecutter.project_slug }}.db.backfill.backfill_in_batches`;
-    ``name`` is how :func:`require_backfill_finished` and ``make backfill-status`` know it.
-    The expressions are stored as the SQL SQLAlchemy compiles them, so the job does not depend
-    on this revision's code. When no row is pending (a new or empty table) the job is recorded
-    as finished: a fresh database migrates to head in one go. Scheduling a name that exists
-    keeps the existing job.
+    The arguments are those of ``backfill_in_batches`` (``db/backfill.py``); ``name`` is how
+    :func:`require_backfill_finished` and ``make backfill-status`` know it. The expressions are
+    stored as the SQL SQLAlchemy compiles them, so the job does not depend on this revision's
+    code. When no row is pending (a new or empty table) the job is recorded as finished: a
+    fresh database migrates to head in one go. Scheduling a name that exists keeps the
+    existing job.
     """
     context = op.get_context()
     set_values = {
