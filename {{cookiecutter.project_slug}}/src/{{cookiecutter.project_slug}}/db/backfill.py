@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.project_slug }}.db.migration_helpers import (
     MigrationSafetyError,
+    compiled_sql,
     literal_sql,
     migration_settings,
     timeouts,
@@ -617,21 +618,17 @@ def offline_backfill(
     runner, each batch a short transaction, resumable by running it again.
     """
     dialect = op.get_context().dialect
-
-    def sql(statement: sa.ClauseElement) -> str:
-        return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-
     after: sa.ColumnClause[Any] = sa.literal_column("backfill_after")
     until: sa.ColumnClause[Any] = sa.literal_column("backfill_until")
     preparer = dialect.identifier_preparer
     key_type = f"{preparer.format_table(table)}.{preparer.quote(key.name)}%TYPE"
     pause = f"        PERFORM pg_sleep({pause_seconds!r});\n" if pause_seconds else ""
-    progress = sql(sa.literal(f"{label}: % rows filled, up to key %"))
+    progress = compiled_sql(sa.literal(f"{label}: % rows filled, up to key %"))
 
     def batch(first: bool) -> str:
         update = batch_update(table, key, values, pending, None if first else after, until)
         return (
-            f"        {sql(update)};\n"
+            f"        {compiled_sql(update)};\n"
             "        GET DIAGNOSTICS batch_rows = ROW_COUNT;\n"
             "        filled := filled + batch_rows;\n"
             "        COMMIT;\n"
@@ -646,14 +643,14 @@ def offline_backfill(
         "    batch_rows bigint;\n"
         "    filled bigint := 0;\n"
         "BEGIN\n"
-        f"    backfill_until := ({sql(batch_end(key, None, batch_size))});\n"
+        f"    backfill_until := ({compiled_sql(batch_end(key, None, batch_size))});\n"
         "    IF backfill_until IS NOT NULL THEN\n"
         f"{batch(first=True)}"
         "    END IF;\n"
         "    LOOP\n"
         "        backfill_after := backfill_until;\n"
         "        EXIT WHEN backfill_after IS NULL;\n"
-        f"        backfill_until := ({sql(batch_end(key, after, batch_size))});\n"
+        f"        backfill_until := ({compiled_sql(batch_end(key, after, batch_size))});\n"
         "        EXIT WHEN backfill_until IS NULL;\n"
         f"{pause}{batch(first=False)}"
         "    END LOOP;\n"

@@ -39,6 +39,7 @@ from {{ cookiecutter.project_slug }}.db.backfill import (
 )
 from {{ cookiecutter.project_slug }}.db.migration_helpers import (
     MigrationSafetyError,
+    compiled_sql,
     deploy_lock_key,
     literal_sql,
     set_timeouts,
@@ -83,11 +84,6 @@ jobs = sa.Table(
         name=f"ck_{JOBS_TABLE}_state",
     ),
 )
-
-
-def _sql(statement: sa.ClauseElement) -> str:
-    dialect = op.get_context().dialect
-    return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 def _say_offline(text: str) -> None:
@@ -139,7 +135,7 @@ def schedule_backfill(
     """
     context = op.get_context()
     set_values = {
-        column: _sql(value if isinstance(value, sa.ClauseElement) else sa.literal(value))
+        column: compiled_sql(value if isinstance(value, sa.ClauseElement) else sa.literal(value))
         for column, value in values.items()
     }
     op.execute(sa.schema.CreateTable(jobs, if_not_exists=True))
@@ -150,7 +146,7 @@ def schedule_backfill(
         table_name=table.name,
         key_column=key.name,
         set_values=sa.cast(sa.literal(json.dumps(set_values), sa.Text), postgresql.JSONB),
-        pending=_sql(pending),
+        pending=compiled_sql(pending),
         batch_size=batch_size or (GENTLE_BATCH_SIZE if gentle else None),
         state="finished" if nothing_pending else "pending",
         finished_at=sa.func.now() if nothing_pending else None,
@@ -179,10 +175,10 @@ def unschedule_backfill(name: str) -> None:
     op.execute(
         literal_sql(
             "DO $unschedule$\nBEGIN\n"
-            f"    IF {_sql(sa.func.to_regclass(JOBS_TABLE).is_not(None))} THEN\n"
-            f"        {_sql(jobs.delete().where(jobs.c.name == name))};\n"
-            f"        IF NOT {_sql(exists)} THEN\n"
-            f"            {_sql(sa.schema.DropTable(jobs))};\n"
+            f"    IF {compiled_sql(sa.func.to_regclass(JOBS_TABLE).is_not(None))} THEN\n"
+            f"        {compiled_sql(jobs.delete().where(jobs.c.name == name))};\n"
+            f"        IF NOT {compiled_sql(exists)} THEN\n"
+            f"            {compiled_sql(sa.schema.DropTable(jobs))};\n"
             "        END IF;\n"
             "    END IF;\nEND\n$unschedule$"
         )
@@ -218,18 +214,18 @@ def require_backfill_finished(name: str) -> None:
         op.execute(
             literal_sql(
                 "DO $require$\nBEGIN\n"
-                f"    IF {_sql(sa.func.to_regclass(JOBS_TABLE).is_(None))} THEN\n"
-                f"        RAISE EXCEPTION USING MESSAGE = {_sql(sa.literal(never))};\n"
+                f"    IF {compiled_sql(sa.func.to_regclass(JOBS_TABLE).is_(None))} THEN\n"
+                f"        RAISE EXCEPTION USING MESSAGE = {compiled_sql(sa.literal(never))};\n"
                 "    END IF;\n"
-                f"    IF NOT {_sql(finished.exists())} THEN\n"
-                f"        RAISE EXCEPTION USING MESSAGE = {_sql(sa.literal(message))};\n"
+                f"    IF NOT {compiled_sql(finished.exists())} THEN\n"
+                f"        RAISE EXCEPTION USING MESSAGE = {compiled_sql(sa.literal(message))};\n"
                 "    END IF;\nEND\n$require$"
             )
         )
         return
     bind = op.get_bind()
     job = None
-    if bind.execute(sa.select(sa.func.to_regclass(JOBS_TABLE))).scalar() is not None:
+    if _jobs_table_exists(bind):
         job = bind.execute(sa.select(jobs).where(jobs.c.name == name)).first()
     if job is None:
         raise MigrationSafetyError(f"{never}: apply the revision that schedules it first.")

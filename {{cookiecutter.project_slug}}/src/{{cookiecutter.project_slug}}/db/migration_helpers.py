@@ -385,6 +385,13 @@ def literal_sql(statement: str) -> sa.TextClause:
     return sa.text(statement.replace(":", "\\:"))
 
 
+def compiled_sql(statement: sa.ClauseElement) -> str:
+    """``statement`` as SQL text for this migration's dialect, values inlined (for a trigger
+    body, a ``DO`` block, or a job stored to run later)."""
+    dialect = op.get_context().dialect
+    return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
 def _quote(name: str) -> str:
     return op.get_context().dialect.identifier_preparer.quote(name)
 
@@ -673,10 +680,7 @@ def fill_on_insert(table: sa.TableClause, column: str, value: sa.ColumnElement[A
     :func:`stop_filling_on_insert` in a later deploy, once every running release writes the
     column itself.
     """
-    new_row = ClauseAdapter(table.alias("new")).traverse(value)
-    computed = new_row.compile(
-        dialect=op.get_context().dialect, compile_kwargs={"literal_binds": True}
-    )
+    computed = compiled_sql(ClauseAdapter(table.alias("new")).traverse(value))
     function = f"{table.name}_fill_{column}"
     _create_trigger_function(function, f"    NEW.{_quote(column)} := {computed};\n")
     _replace_trigger(
