@@ -145,7 +145,7 @@ def update(
         f"from {slug}.db.base import Base\nfrom {slug}.models.order import Order\n",
     )
     edit(models / "__init__.py", '__all__ = ["Base"', '__all__ = ["Base", "Order"')
-    helpers = service_path / "src" / slug / "db" / "migration_helpers.py"
+    helpers = service_path / "src" / slug / "migration_toolkit" / "helpers.py"
     helpers.write_text(
         helpers.read_text(encoding="utf-8") + "\n\n" + SERVICE_NOTE, encoding="utf-8"
     )
@@ -163,7 +163,7 @@ def update(
     # Template commit B.
     project = template / PROJECT
     edit(
-        project / "src" / PROJECT / "db" / "migration_helpers.py",
+        project / "src" / PROJECT / "migration_toolkit" / "helpers.py",
         '"""Helpers that keep migrations safe on a live PostgreSQL database.\n',
         f'"""Helpers that keep migrations safe on a live PostgreSQL database.\n\n{TOOLKIT_FIX}\n',
     )
@@ -184,7 +184,7 @@ def test_the_toolkit_fix_and_the_new_file_arrive_and_the_service_edit_stays(
     update: Update,
 ) -> None:
     service = update.service.path
-    helpers = (service / "src" / service.name / "db" / "migration_helpers.py").read_text()
+    helpers = (service / "src" / service.name / "migration_toolkit" / "helpers.py").read_text()
 
     assert "update: done" in update.updated
     assert TOOLKIT_FIX in helpers

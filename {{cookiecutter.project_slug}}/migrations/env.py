@@ -25,8 +25,13 @@ from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import {{ cookiecutter.project_slug }}.models
-from {{ cookiecutter.project_slug }}.db.backfill_jobs import JOBS_TABLE
-from {{ cookiecutter.project_slug }}.db.migration_helpers import (
+from {{ cookiecutter.project_slug }}.migration_toolkit.autogenerate import (
+    AUTOGENERATE_PLUGINS,
+    index_foreign_keys,
+    safe_revision_directives,
+)
+from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import JOBS_TABLE
+from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     deploy_lock,
     deploy_lock_key,
     set_timeouts,
@@ -39,7 +44,8 @@ log = logging.getLogger("alembic.env")
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-target_metadata = {{ cookiecutter.project_slug }}.models.Base.metadata
+# The models, plus an index for every foreign key that has none (PostgreSQL makes none).
+target_metadata = index_foreign_keys({{ cookiecutter.project_slug }}.models.Base.metadata)
 DEPLOY_LOCK_KEY = deploy_lock_key("{{ cookiecutter.project_slug }}:alembic")
 
 
@@ -53,6 +59,8 @@ COMMON_OPTIONS: dict[str, Any] = {
     "include_name": include_name,
     "compare_type": True,
     "compare_server_default": True,
+    # Alembic's comparators, plus CHECK constraints by name and by definition.
+    "autogenerate_plugins": AUTOGENERATE_PLUGINS,
     # Each migration commits on its own: a failure in the fifth leaves the first four applied
     # and recorded, and autocommit_block() (CREATE INDEX CONCURRENTLY) works inside a migration.
     "transaction_per_migration": True,
@@ -72,6 +80,16 @@ def refuse_empty_autogenerate(
     if script.upgrade_ops is not None and script.upgrade_ops.is_empty():
         directives[:] = []
         log.info("No change between the models and the database: no revision written.")
+
+
+def write_revision(
+    migration_context: MigrationContext,
+    revision: str | Iterable[str | None] | Iterable[str],
+    directives: list[MigrationScript],
+) -> None:
+    """What autogenerate writes: the toolkit's safe operations (or a refusal), never empty."""
+    safe_revision_directives(migration_context, revision, directives)
+    refuse_empty_autogenerate(migration_context, revision, directives)
 
 
 def migration_settings() -> MigrationSettings:
@@ -116,7 +134,7 @@ def do_run_migrations(
         connection.commit()
     context.configure(
         connection=connection,
-        process_revision_directives=refuse_empty_autogenerate,
+        process_revision_directives=write_revision,
         migration_settings=limits,
         **COMMON_OPTIONS,
     )

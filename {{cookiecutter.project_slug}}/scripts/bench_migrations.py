@@ -42,14 +42,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session
 from sqlalchemy.sql.expression import ClauseElement, Executable
 from tqdm import tqdm
 
-from {{ cookiecutter.project_slug }}.db.backfill import (
+from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
     GENTLE_BATCH_SIZE,
     TARGET_BATCH_SECONDS,
     KeysetBackfill,
     ParallelKeysetBackfill,
     Progress,
 )
-from {{ cookiecutter.project_slug }}.db.migration_helpers import autocommit
+from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import autocommit
 from {{ cookiecutter.project_slug }}.settings import to_asyncpg_url
 
 FILL_CHUNK = 200_000

@@ -23,8 +23,8 @@ from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from {{ cookiecutter.project_slug }}.db.backfill_jobs import run_jobs
-from {{ cookiecutter.project_slug }}.db.migration_helpers import MigrationSafetyError
+from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import run_jobs
+from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import MigrationSafetyError
 from {{ cookiecutter.project_slug }}.settings import (
     PROJECT_ROOT,
     MigrationSettings,

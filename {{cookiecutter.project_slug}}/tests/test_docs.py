@@ -2,7 +2,7 @@
 
 import re
 
-from {{ cookiecutter.project_slug }}.db import backfill, backfill_jobs, migration_helpers
+from {{ cookiecutter.project_slug }}.migration_toolkit import backfill, backfill_jobs, helpers
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 PLAYBOOK = (PROJECT_ROOT / "MIGRATIONS.md").read_text(encoding="utf-8")
@@ -47,5 +47,5 @@ def test_every_pattern_links_a_recipe_that_calls_its_helper() -> None:
         code = "\n".join(re.findall(r"```python\n(.*?)```", section(row["recipe"], "###"), re.S))
         assert row["anchor"] == github_anchor(row["recipe"]), row
         assert f"{row['helper']}(" in code, row
-        modules = (migration_helpers, backfill, backfill_jobs)
+        modules = (helpers, backfill, backfill_jobs)
         assert any(hasattr(module, row["helper"]) for module in modules), row

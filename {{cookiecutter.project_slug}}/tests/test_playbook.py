@@ -19,8 +19,8 @@ from sqlalchemy import URL, Executable, column, insert, table, text
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 from tests.conftest import connect, upgrade_as_deploys_do
+from tests.migration_toolkit.scratch import scratch_chain
 from tests.old_release import old_release_writer
-from tests.scratch import scratch_chain
 
 pytestmark = pytest.mark.slow  # every recipe up, down and up under a live writer: make test-all
 PLAYBOOK = (PROJECT_ROOT / "MIGRATIONS.md").read_text(encoding="utf-8")
@@ -95,7 +95,9 @@ async def test_recipe_runs_up_down_up_while_the_old_release_writes(
     assert report.writes > 2
     lint = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(PROJECT_ROOT / "scripts" / "lint_migrations.py"),
+        "-m",
+        "{{ cookiecutter.project_slug }}.migration_toolkit",
+        "lint",
         str(chain.alembic_ini),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from {{ cookiecutter.project_slug }}.db.backfill import backfill_in_batches
-from {{ cookiecutter.project_slug }}.db.migration_helpers import (
+from {{ cookiecutter.project_slug }}.migration_toolkit import (
+    backfill_in_batches,
     fill_on_insert,
     stop_filling_on_insert,
 )

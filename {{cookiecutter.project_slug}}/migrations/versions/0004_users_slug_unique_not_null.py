@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from {{ cookiecutter.project_slug }}.db.migration_helpers import (
+from {{ cookiecutter.project_slug }}.migration_toolkit import (
     add_not_null,
     create_index_concurrently,
     drop_index_concurrently,

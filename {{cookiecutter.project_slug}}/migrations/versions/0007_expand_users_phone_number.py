@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from {{ cookiecutter.project_slug }}.db.backfill import backfill_in_batches
-from {{ cookiecutter.project_slug }}.db.migration_helpers import (
+from {{ cookiecutter.project_slug }}.migration_toolkit import (
+    backfill_in_batches,
     keep_columns_in_step,
     stop_keeping_columns_in_step,
     with_lock_retry,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from {{ cookiecutter.project_slug }}.db.backfill import backfill_in_batches
+from {{ cookiecutter.project_slug }}.migration_toolkit import backfill_in_batches
 
 revision: str = "c0ffee000010"
 down_revision: str | None = "c0ffee000009"

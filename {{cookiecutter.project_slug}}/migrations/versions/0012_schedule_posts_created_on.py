@@ -19,10 +19,11 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from {{ cookiecutter.project_slug }}.db.backfill_jobs import schedule_backfill, unschedule_backfill
-from {{ cookiecutter.project_slug }}.db.migration_helpers import (
+from {{ cookiecutter.project_slug }}.migration_toolkit import (
     fill_on_insert,
+    schedule_backfill,
     stop_filling_on_insert,
+    unschedule_backfill,
     with_lock_retry,
 )
 

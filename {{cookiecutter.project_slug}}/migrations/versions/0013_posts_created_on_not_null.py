@@ -16,8 +16,11 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from {{ cookiecutter.project_slug }}.db.backfill_jobs import require_backfill_finished
-from {{ cookiecutter.project_slug }}.db.migration_helpers import add_not_null, with_lock_retry
+from {{ cookiecutter.project_slug }}.migration_toolkit import (
+    add_not_null,
+    require_backfill_finished,
+    with_lock_retry,
+)
 
 revision: str = "c0ffee000013"
 down_revision: str | None = "c0ffee000012"

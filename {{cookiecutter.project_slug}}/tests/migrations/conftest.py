@@ -12,6 +12,8 @@ from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
+TOOLKIT = "{{ cookiecutter.project_slug }}.migration_toolkit"
+
 
 @pytest.fixture
 def alembic_config() -> PytestAlembicConfig:
@@ -41,7 +43,7 @@ def alembic_command(
 def backfill_command(*args: str, database_url: URL) -> tuple[list[str], dict[str, str]]:
     """``make backfill`` (``run``) or ``make backfill-status`` (``status``) on ``database_url``."""
     _, env = alembic_command(database_url=database_url)
-    return [sys.executable, "-m", "{{ cookiecutter.project_slug }}.db.backfill_jobs", *args], env
+    return [sys.executable, "-m", TOOLKIT, "backfill", *args], env
 
 
 def run_backfills(*args: str, database_url: URL) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import URL, Connection, MetaData, text
 
-from {{ cookiecutter.project_slug }}.db.backfill_jobs import JOBS_TABLE
+from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import JOBS_TABLE
 from {{ cookiecutter.project_slug }}.models import Base
 
 from tests.conftest import connect, migrate

@@ -9,7 +9,7 @@ from sqlalchemy import URL, Connection, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from {{ cookiecutter.project_slug }}.db.migration_helpers import (
+from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     MigrationSafetyError,
     add_check_constraint,
     add_unique_constraint,

@@ -1,6 +1,6 @@
 """Lint the SQL of every migration: squawk's rules, plus the one it lacks, each with our fix.
 
-    python scripts/lint_migrations.py [path/to/alembic.ini]
+    python -m {{ cookiecutter.project_slug }}.migration_toolkit lint [path/to/alembic.ini]
 
 Each revision is rendered offline, as ``alembic upgrade <previous>:<revision> --sql`` does (no
 database needed). squawk checks that SQL with .squawk.toml; this script adds a rule squawk
@@ -10,7 +10,7 @@ row in one transaction. Every finding names the revision's Python file, the stat
 toolkit's fix: the helper to call and the MIGRATIONS.md section that shows it.
 
 A rule can be waived for one statement, with the reason in the revision, by calling
-``acknowledge_lint(rule, because=...)`` (db/migration_helpers.py) before it: it writes
+``acknowledge_lint(rule, because=...)`` before it: it writes
 ``-- squawk-ignore <rule>`` (``-- lint-ignore whole-table-dml`` for ours) into the SQL.
 """
 
@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,8 @@ from alembic.script import ScriptDirectory
 from pglast import ast, parse_sql
 from pglast.enums import A_Expr_Kind, BoolExprType, ConstrType
 
-from {{ cookiecutter.project_slug }}.db.migration_helpers import WHOLE_TABLE_DML, lint_waiver
-
-ROOT = Path(__file__).resolve().parents[1]
+from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import WHOLE_TABLE_DML, lint_waiver
+from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class Fix:
         return f"{self.helper}; MIGRATIONS.md, section '{self.section}'"
 
 
-INDEX = Fix("create_index_concurrently(name, table, columns) (db/migration_helpers.py)", "Indexes")
+INDEX = Fix("create_index_concurrently(name, table, columns)", "Indexes")
 NOT_NULL = Fix(
     "a constant server_default, or fill_on_insert + backfill_in_batches + add_not_null",
     "Add a NOT NULL column",
@@ -56,9 +55,7 @@ NOT_NULL = Fix(
 FIXES: dict[str, Fix] = {
     "require-concurrent-index-creation": INDEX,
     "ban-concurrent-index-creation-in-transaction": INDEX,
-    "require-concurrent-index-deletion": Fix(
-        "drop_index_concurrently(name, table) (db/migration_helpers.py)", "Indexes"
-    ),
+    "require-concurrent-index-deletion": Fix("drop_index_concurrently(name, table)", "Indexes"),
     "adding-required-field": NOT_NULL,
     "adding-not-nullable-field": Fix("add_not_null(table, column)", "Add a NOT NULL column"),
     "adding-field-with-default": Fix(
@@ -94,7 +91,7 @@ FIXES: dict[str, Fix] = {
     ),
     "ban-drop-not-null": Fix("drop NOT NULL only once no release relies on it", "Add a column"),
     WHOLE_TABLE_DML: Fix(
-        "backfill_in_batches(table, key=..., values=..., pending=...) (db/backfill.py)",
+        "backfill_in_batches(table, key=..., values=..., pending=...)",
         "Fill or fix data in batches",
     ),
 }
@@ -282,8 +279,8 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def main(argv: list[str]) -> int:
-    alembic_ini = Path(argv[0]).resolve() if argv else ROOT / "alembic.ini"
+def main(argv: Sequence[str]) -> int:
+    alembic_ini = Path(argv[0]).resolve() if argv else PROJECT_ROOT / "alembic.ini"
     squawk = shutil.which("squawk")
     if squawk is None:
         print("squawk is not installed: run 'uv sync' (it is a dev dependency)", file=sys.stderr)
@@ -293,7 +290,3 @@ def main(argv: list[str]) -> int:
         print(finding.report())
     print(f"Found {len(findings)} issues in {checked} files (squawk and {WHOLE_TABLE_DML})")
     return 1 if findings else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

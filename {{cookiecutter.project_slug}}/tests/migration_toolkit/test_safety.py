@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import URL, text
 
 from tests.conftest import connect
+from tests.migration_toolkit.scratch import ScratchChain, scratch_chain
 from tests.migrations.conftest import run_alembic
-from tests.scratch import ScratchChain, scratch_chain
 
 pytestmark = pytest.mark.slow  # races, lock waits and failed builds: make test-all
 

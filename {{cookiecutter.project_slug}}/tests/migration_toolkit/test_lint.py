@@ -1,29 +1,27 @@
 """make lint on every migration's SQL: the shipped ones pass, an unsafe new one fails with fixes."""
 
-import importlib.util
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from {{ cookiecutter.project_slug }}.db import backfill, migration_helpers
+from {{ cookiecutter.project_slug }}.migration_toolkit import backfill, helpers, lint
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 from tests.conftest import revisions
 
 pytestmark = pytest.mark.slow  # squawk over every revision, twice: make test-all
-LINT = [sys.executable, str(PROJECT_ROOT / "scripts" / "lint_migrations.py")]
+LINT = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.migration_toolkit", "lint"]
 
 UNSAFE_REVISION = '''"""Unsafe on a live table: plain index, required column, whole-table DML."""
 
 import sqlalchemy as sa
 from alembic import op
 
-from {{ cookiecutter.project_slug }}.db.migration_helpers import acknowledge_lint
+from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import acknowledge_lint
 
 revision = "unsafe000001"
 down_revision = "{head}"
@@ -51,14 +49,14 @@ def downgrade() -> None:
 '''
 
 
-def lint(alembic_ini: Path) -> subprocess.CompletedProcess[str]:
+def run_lint(alembic_ini: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*LINT, str(alembic_ini)], capture_output=True, text=True, timeout=300, check=False
     )
 
 
 def test_shipped_migrations_pass_squawk() -> None:
-    result = lint(PROJECT_ROOT / "alembic.ini")
+    result = run_lint(PROJECT_ROOT / "alembic.ini")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Found 0 issues in {len(revisions())} files" in result.stdout
@@ -83,7 +81,7 @@ def findings(output: str) -> list[tuple[str, str, str]]:
 def test_unsafe_revision_fails_naming_its_file_and_the_toolkit_fix(
     project_with_unsafe_revision: Path,
 ) -> None:
-    result = lint(project_with_unsafe_revision / "alembic.ini")
+    result = run_lint(project_with_unsafe_revision / "alembic.ini")
 
     assert result.returncode != 0
     found = findings(result.stdout)
@@ -92,8 +90,7 @@ def test_unsafe_revision_fails_naming_its_file_and_the_toolkit_fix(
     for _, rule, fix in found:
         fixes.setdefault(rule, []).append(fix)
     assert fixes["require-concurrent-index-creation"] == [
-        "create_index_concurrently(name, table, columns) (db/migration_helpers.py);"
-        " MIGRATIONS.md, section 'Indexes'"
+        "create_index_concurrently(name, table, columns); MIGRATIONS.md, section 'Indexes'"
     ]
     # A raw CREATE INDEX CONCURRENTLY is pointed back at the helper, not at IF NOT EXISTS.
     assert fixes["ban-concurrent-index-creation-in-transaction"][0].startswith(
@@ -108,23 +105,12 @@ def test_unsafe_revision_fails_naming_its_file_and_the_toolkit_fix(
     assert f"Found {len(found)} issues in {len(revisions()) + 1} files" in result.stdout
 
 
-def load_lint_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lint_migrations", LINT[1])
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lint_migrations"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_fix_names_a_helper_and_a_playbook_section_that_exist() -> None:
-    script = load_lint_script()
     playbook = (PROJECT_ROOT / "MIGRATIONS.md").read_text(encoding="utf-8")
     headings = set(re.findall(r"^#+ (.+)$", playbook, re.MULTILINE))
 
-    for rule, fix in {**script.FIXES, "(default)": script.DEFAULT_FIX}.items():
+    for rule, fix in {**lint.FIXES, "(default)": lint.DEFAULT_FIX}.items():
         assert fix.section in headings, rule
         for helper in re.findall(r"\b([a-z]+(?:_[a-z]+)+)\b(?!\.py)", fix.helper):
             if helper != "server_default":
-                assert hasattr(migration_helpers, helper) or hasattr(backfill, helper), helper
+                assert hasattr(helpers, helper) or hasattr(backfill, helper), helper

@@ -15,12 +15,16 @@ import sqlalchemy as sa
 from pglast import split
 from sqlalchemy import URL
 
-from {{ cookiecutter.project_slug }}.db.backfill_jobs import JOBS_TABLE, jobs, status_lines
-from {{ cookiecutter.project_slug }}.db.migration_helpers import MigrationSafetyError
+from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import (
+    JOBS_TABLE,
+    jobs,
+    status_lines,
+)
+from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import MigrationSafetyError
 
 from tests.conftest import connect, run_scheduled_backfills
+from tests.migration_toolkit.scratch import ScratchChain, scratch_chain
 from tests.migrations.conftest import backfill_command, run_backfills
-from tests.scratch import ScratchChain, scratch_chain
 
 JOB = "jobs_items.doubled"
 TABLE = """

@@ -14,14 +14,14 @@ import sqlalchemy as sa
 from sqlalchemy import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from {{ cookiecutter.project_slug }}.db.backfill import (
+from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
     KeysetBackfill,
     ParallelKeysetBackfill,
     Progress,
     key_slices,
 )
 
-from tests.scratch import scratch_chain
+from tests.migration_toolkit.scratch import scratch_chain
 
 ROWS = 3000
 metadata = sa.MetaData()
@@ -41,7 +41,8 @@ import asyncio, logging, sys
 import sqlalchemy as sa
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
-from {{ cookiecutter.project_slug }}.db.backfill import KeysetBackfill, ParallelKeysetBackfill
+from {{ cookiecutter.project_slug }}.migration_toolkit import backfill
+KeysetBackfill, ParallelKeysetBackfill = backfill.KeysetBackfill, backfill.ParallelKeysetBackfill
 
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
 items = sa.table("backfill_items", sa.column("id"), sa.column("n"), sa.column("doubled"),

@@ -9,7 +9,7 @@ from pglast import split
 from sqlalchemy import URL, text
 
 from tests.conftest import connect
-from tests.scratch import scratch_chain
+from tests.migration_toolkit.scratch import scratch_chain
 
 pytestmark = pytest.mark.slow  # two databases and a psql-style script: make test-all
 NAMES = ["Ada Lovelace", "!!!", "Ünïcode Ñame", "  Alan  Turing ", "O'Brien: the 2nd"]

@@ -25,9 +25,9 @@ HEADER = '''"""Scratch revision {number} of a test."""
 import sqlalchemy as sa
 from alembic import op
 
-from {{ cookiecutter.project_slug }}.db.backfill import *
-from {{ cookiecutter.project_slug }}.db.backfill_jobs import *
-from {{ cookiecutter.project_slug }}.db.migration_helpers import *
+from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import *
+from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import *
+from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import *
 
 revision = "{revision}"
 down_revision = {down_revision!r}

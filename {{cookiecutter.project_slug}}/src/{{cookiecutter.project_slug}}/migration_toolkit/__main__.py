@@ -1,0 +1,33 @@
+"""The toolkit's commands, ``python -m <package>.migration_toolkit COMMAND``, each behind a
+make target::
+
+    backfill run [NAME...]   make backfill
+    backfill status          make backfill-status
+    lint [ALEMBIC_INI]       make lint (the migrations' part)
+
+Each command's module is imported only when it runs: the container image, which has no dev
+tools, runs ``backfill`` without the linters ``lint`` needs.
+"""
+
+import sys
+from collections.abc import Sequence
+
+USAGE = f"usage: python -m {__package__} {{backfill,lint}} ..."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    command, *arguments = list(sys.argv[1:] if argv is None else argv) or [""]
+    if command == "backfill":
+        from {{ cookiecutter.project_slug }}.migration_toolkit import backfill_jobs
+
+        return backfill_jobs.main(arguments)
+    if command == "lint":
+        from {{ cookiecutter.project_slug }}.migration_toolkit import lint
+
+        return lint.main(arguments)
+    print(USAGE, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

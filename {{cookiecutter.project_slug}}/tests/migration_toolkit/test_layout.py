@@ -1,0 +1,59 @@
+"""The toolkit lives in one package; the module paths revisions imported before the move work.
+
+Revisions are never rewritten, and a template update never touches ``migrations/versions/``:
+a revision written against ``<package>.db.migration_helpers`` must import exactly what it did.
+The names below are the public names of those modules when they moved, frozen here.
+"""
+
+import importlib
+
+import pytest
+
+from {{ cookiecutter.project_slug }} import migration_toolkit
+
+PACKAGE = "{{ cookiecutter.project_slug }}"
+BEFORE_THE_MOVE = {
+    "db.migration_helpers": (
+        "helpers",
+        "LOCK_NOT_AVAILABLE CHECK_VIOLATION WRITE_LOCK_MODES MigrationSafetyError"
+        " migration_settings set_timeouts timeouts is_lock_timeout describe_lock_holders"
+        " with_lock_retry autocommit deploy_lock_key deploy_lock refuse_broken_concurrent_builds"
+        " create_index_concurrently drop_index_concurrently WHOLE_TABLE_DML lint_waiver"
+        " acknowledge_lint literal_sql compiled_sql add_check_constraint add_not_null"
+        " add_foreign_key add_unique_constraint keep_columns_in_step"
+        " stop_keeping_columns_in_step fill_on_insert stop_filling_on_insert",
+    ),
+    "db.backfill": (
+        "backfill",
+        "TARGET_BATCH_SECONDS GENTLE_BATCH_SIZE batch_end batch_update Progress MEGABYTE"
+        " WORST_REPLICA ThrottleGaveUp ReplicasTooFarBehind Throttle ReplicaThrottle"
+        " WAL_POSITION WalRateLimit WAL_REPORT_SECONDS Throttles KeysetBackfill key_slices"
+        " ParallelKeysetBackfill OFFLINE_BATCH_SIZE backfill_in_batches backfill_throttle"
+        " offline_backfill",
+    ),
+    "db.backfill_jobs": (
+        "backfill_jobs",
+        "JOBS_TABLE RUN_COMMAND STATUS_COMMAND APPLICATION_NAME PROBE_TIMEOUT QUERY_CANCELED"
+        " jobs schedule_backfill unschedule_backfill require_backfill_finished run_job run_jobs"
+        " WHEN status_lines main",
+    ),
+}
+
+
+@pytest.mark.parametrize("old_path", sorted(BEFORE_THE_MOVE))
+def test_every_name_imports_from_its_old_path_as_the_same_object(old_path: str) -> None:
+    new_module, names = BEFORE_THE_MOVE[old_path]
+    old = importlib.import_module(f"{PACKAGE}.{old_path}")
+    new = importlib.import_module(f"{PACKAGE}.migration_toolkit.{new_module}")
+
+    missing = [name for name in names.split() if not hasattr(old, name)]
+    assert missing == [], f"{old_path} lost {missing}"
+    assert [name for name in names.split() if getattr(old, name) is not getattr(new, name)] == []
+
+
+def test_a_revision_imports_every_helper_from_the_package() -> None:
+    for name in migration_toolkit.__all__:
+        module = getattr(migration_toolkit, name).__module__
+        assert module.startswith(f"{PACKAGE}.migration_toolkit."), name
+    assert "create_index_concurrently" in migration_toolkit.__all__
+    assert "backfill_in_batches" in migration_toolkit.__all__
