@@ -9,7 +9,7 @@ trace of ``make trace`` (``trace``). A revision imports what it uses from here::
     from {{ cookiecutter.project_slug }}.migration_toolkit import create_index_concurrently
 """
 
-from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import backfill_in_batches
+from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import backfill_in_batches, delete_in_batches
 from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import (
     require_backfill_finished,
     schedule_backfill,
@@ -21,12 +21,14 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     add_check_constraint,
     add_foreign_key,
     add_not_null,
+    add_primary_key,
     add_unique_constraint,
     create_index_concurrently,
     drop_index_concurrently,
     fill_on_insert,
     keep_columns_in_step,
     literal_sql,
+    reindex_concurrently,
     stop_filling_on_insert,
     stop_keeping_columns_in_step,
     timeouts,
@@ -40,13 +42,16 @@ __all__ = [
     "add_check_constraint",
     "add_foreign_key",
     "add_not_null",
+    "add_primary_key",
     "add_unique_constraint",
     "backfill_in_batches",
     "create_index_concurrently",
+    "delete_in_batches",
     "drop_index_concurrently",
     "fill_on_insert",
     "keep_columns_in_step",
     "literal_sql",
+    "reindex_concurrently",
     "require_backfill_finished",
     "schedule_backfill",
     "stop_filling_on_insert",

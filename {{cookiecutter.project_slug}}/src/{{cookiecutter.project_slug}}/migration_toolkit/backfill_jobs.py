@@ -39,6 +39,7 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
 )
 from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     MigrationSafetyError,
+    acknowledge_lint,
     compiled_sql,
     deploy_lock_key,
     literal_sql,
@@ -190,6 +191,7 @@ def unschedule_backfill(name: str) -> None:
     """Forget job ``name`` (the downgrade of the revision that scheduled it); the jobs table
     goes with its last job. The rows it filled stay filled."""
     exists = sa.select(sa.literal(1)).select_from(jobs).exists()
+    acknowledge_lint("dynamic-sql", because=f"the toolkit forgets the job {name!r}")
     op.execute(
         literal_sql(
             "DO $unschedule$\nBEGIN\n"
@@ -229,6 +231,7 @@ def require_backfill_finished(name: str) -> None:
     finished = sa.select(jobs.c.name).where(jobs.c.name == name, jobs.c.state == "finished")
     if op.get_context().as_sql:
         message = f"backfill {name!r} is not finished. {what_to_do}"
+        acknowledge_lint("dynamic-sql", because=f"the toolkit checks that {name!r} finished")
         op.execute(
             literal_sql(
                 "DO $require$\nBEGIN\n"

@@ -31,6 +31,7 @@ from {{ cookiecutter.project_slug }}.settings import MigrationSettings
 __all__ = [
     "CHECK_VIOLATION",
     "LOCK_NOT_AVAILABLE",
+    "TOOLKIT_RULES",
     "WHOLE_TABLE_DML",
     "WRITE_LOCK_MODES",
     "MigrationSafetyError",
@@ -38,6 +39,7 @@ __all__ = [
     "add_check_constraint",
     "add_foreign_key",
     "add_not_null",
+    "add_primary_key",
     "add_unique_constraint",
     "autocommit",
     "compiled_sql",
@@ -53,6 +55,7 @@ __all__ = [
     "literal_sql",
     "migration_settings",
     "refuse_broken_concurrent_builds",
+    "reindex_concurrently",
     "set_timeouts",
     "stop_filling_on_insert",
     "stop_keeping_columns_in_step",
@@ -403,13 +406,32 @@ def drop_index_concurrently(name: str, table: str) -> None:
 
 
 WHOLE_TABLE_DML = "whole-table-dml"
-"""The lint rule squawk lacks (migration_toolkit/lint.py): UPDATE/DELETE without a key range."""
+"""The toolkit's lint rule for an UPDATE/DELETE without a key range (migration_toolkit/lint.py)."""
+TOOLKIT_RULES = frozenset(
+    {
+        WHOLE_TABLE_DML,
+        "dml-after-ddl",
+        "dynamic-sql",
+        "vacuum-full",
+        "cluster",
+        "lock-table",
+        "truncate",
+        "json-column",
+        "exclusion-constraint",
+        "rename-enum-value",
+        "rename-schema",
+        "table-rewrite",
+        "value-to-write",
+        "cannot-render",
+    }
+)
+"""The rules ``make lint`` adds to squawk's (migration_toolkit/lint.py)."""
 
 
 def lint_waiver(rule: str) -> str:
     """The comment that waives ``rule`` for the next statement of the offline SQL."""
-    # squawk reports a waiver of a rule it does not know: ours has a comment of its own.
-    return f"-- {'lint' if rule == WHOLE_TABLE_DML else 'squawk'}-ignore {rule}"
+    # squawk reports a waiver of a rule it does not know: ours have a comment of their own.
+    return f"-- {'lint' if rule in TOOLKIT_RULES else 'squawk'}-ignore {rule}"
 
 
 def acknowledge_lint(rule: str, *, because: str) -> None:
@@ -417,7 +439,8 @@ def acknowledge_lint(rule: str, *, because: str) -> None:
 
     Use it where a flagged operation is the safe step of a known procedure (the contract step
     of a column removal, say), never to silence a finding nobody understood. ``rule`` is a
-    squawk rule or ``whole-table-dml`` (a set-based UPDATE on a table known to be small).
+    squawk rule or one of the toolkit's (``whole-table-dml`` for a set-based UPDATE on a table
+    known to be small, ``dynamic-sql`` for a ``DO`` block someone read).
     """
     context = op.get_context()
     if context.as_sql and context.impl.output_buffer is not None:
@@ -652,6 +675,58 @@ def add_unique_constraint(name: str, table: str, columns: Sequence[str]) -> None
             f" UNIQUE USING INDEX {_quote(name)}"
         )
         with_lock_retry(lambda: op.execute(statement), table=table)
+
+
+def add_primary_key(name: str, table: str, columns: Sequence[str]) -> None:
+    """Add a primary key to a table with rows without blocking it while the key is checked.
+
+    Problem: ADD PRIMARY KEY builds its unique index, and sets NOT NULL on its columns (a full
+    scan), under ACCESS EXCLUSIVE: no reads, no writes. Instead, each step on its own: NOT
+    NULL through a validated CHECK (:func:`add_not_null`), the unique index built
+    concurrently, then ``ADD CONSTRAINT ... PRIMARY KEY USING INDEX``, which only attaches it.
+    """
+    for column in columns:
+        add_not_null(table, column)
+    create_index_concurrently(name, table, columns, unique=True)
+    if _constraint_exists(table, name):
+        return
+    with op.get_context().autocommit_block():
+        statement = (
+            f"ALTER TABLE {_quote(table)} ADD CONSTRAINT {_quote(name)}"
+            f" PRIMARY KEY USING INDEX {_quote(name)}"
+        )
+        with_lock_retry(lambda: op.execute(statement), table=table)
+
+
+def reindex_concurrently(name: str, table: str) -> None:
+    """Rebuild index ``name`` (of ``table``) without blocking writes: REINDEX CONCURRENTLY.
+
+    Problem: a plain REINDEX blocks writes to the table, and reads that use the index, for
+    the whole build. CONCURRENTLY builds a new index beside it and swaps them. A build that
+    failed leaves an INVALID ``<name>_ccnew`` index behind, which is dropped (concurrently)
+    before the next attempt.
+    """
+    settings = migration_settings()
+    context = op.get_context()
+    with context.autocommit_block():
+        if not context.as_sql:
+            connection = op.get_bind()
+            version = connection.dialect.server_version_info or ()
+            refuse_broken_concurrent_builds(tuple(p for p in version if isinstance(p, int)))
+            leftovers = connection.execute(
+                sa.text(
+                    "SELECT c.relname FROM pg_index AS i JOIN pg_class AS c"
+                    " ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass(:table)"
+                    " AND NOT i.indisvalid AND starts_with(c.relname, :prefix)"
+                ),
+                {"table": table, "prefix": f"{name}_ccnew"},
+            ).scalars()
+            for leftover in list(leftovers):
+                log.warning("dropping %s, left INVALID by a failed REINDEX CONCURRENTLY", leftover)
+                op.drop_index(leftover, table_name=table, postgresql_concurrently=True)
+        reindex = f"REINDEX INDEX CONCURRENTLY {_quote(name)}"
+        with timeouts(statement_timeout=settings.index_build_timeout):
+            with_lock_retry(lambda: op.execute(reindex), table=table)
 
 
 # --- triggers: renames (expand and contract) and fills for the release still serving ---------

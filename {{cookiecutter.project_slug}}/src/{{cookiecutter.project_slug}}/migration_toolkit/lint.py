@@ -1,17 +1,24 @@
-"""Lint the SQL of every migration: squawk's rules, plus the one it lacks, each with our fix.
+"""``make lint`` on the migrations: every statement that can hurt a live database, and its fix.
 
-    python -m {{ cookiecutter.project_slug }}.migration_toolkit lint [path/to/alembic.ini]
+    python -m <package>.migration_toolkit lint [path/to/alembic.ini]
 
-Each revision is rendered offline, as ``alembic upgrade <previous>:<revision> --sql`` does (no
-database needed). squawk checks that SQL with .squawk.toml; this script adds a rule squawk
-does not have, ``whole-table-dml``: an UPDATE or DELETE whose WHERE does not bound the table's
-primary key (``id > 100 AND id <= 200``, ``id = 42``, ``id IN (1, 2)``) touches every matching
-row in one transaction. Every finding names the revision's Python file, the statement, and the
-toolkit's fix: the helper to call and the MIGRATIONS.md section that shows it.
+Each revision is rendered offline, its upgrade (``alembic upgrade <previous>:<revision>
+--sql``) and its downgrade (``downgrade <revision>:<previous>``), no database needed. squawk
+checks that SQL with ``.squawk.toml``; the toolkit's rules (:data:`TOOLKIT_RULES`) add what
+squawk does not see: DML after DDL on the same table in one transaction, whole-table
+UPDATE/DELETE, SQL that cannot be checked (``DO`` blocks), ``VACUUM FULL``, ``CLUSTER``,
+``LOCK TABLE``, ``TRUNCATE``, ``json`` columns, exclusion constraints on existing tables,
+enum value and schema renames, rewriting ``ALTER TABLE`` forms, and a revision whose value
+is still to be written (``value_to_write``). A type change PostgreSQL makes without a rewrite
+(``varchar(40)`` to ``varchar(80)`` or ``text``, say) is not a finding: the columns' types are
+followed from revision to revision.
 
-A rule can be waived for one statement, with the reason in the revision, by calling
-``acknowledge_lint(rule, because=...)`` before it: it writes
-``-- squawk-ignore <rule>`` (``-- lint-ignore whole-table-dml`` for ours) into the SQL.
+Every finding names the revision's file (and whether the upgrade or the downgrade), the
+statement, and a fix PostgreSQL can follow: the toolkit's helper where one exists, and the
+MIGRATIONS.md section that shows it. A rule is waived for one statement, with the reason in
+the revision, by ``acknowledge_lint(rule, because=...)`` before it. In a downgrade, dropping
+what the same revision's upgrade created (a table, a column, a NOT NULL) is its undo, not a
+finding.
 """
 
 import io
@@ -20,139 +27,429 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 from pglast import ast, parse_sql
-from pglast.enums import A_Expr_Kind, BoolExprType, ConstrType
+from pglast.enums import (
+    A_Expr_Kind,
+    AlterTableType,
+    BoolExprType,
+    ConstrType,
+    ObjectType,
+    TransactionStmtKind,
+)
 
-from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import WHOLE_TABLE_DML, lint_waiver
+from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import TOOLKIT_RULES, UnwrittenValueError
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
+
+__all__ = ["FIXES", "Finding", "Fix", "fix_for", "lint", "main", "rewrites_on_type_change"]
 
 
 @dataclass(frozen=True)
 class Fix:
-    helper: str
+    advice: str
     section: str
+    helper: str | None = None
+    """The toolkit function the advice names, if any (checked to exist by the tests)."""
 
     def __str__(self) -> str:
-        return f"{self.helper}; MIGRATIONS.md, section '{self.section}'"
+        return f"{self.advice}; MIGRATIONS.md, section '{self.section}'"
 
 
-INDEX = Fix("create_index_concurrently(name, table, columns)", "Indexes")
-NOT_NULL = Fix(
-    "a constant server_default, or fill_on_insert + backfill_in_batches + add_not_null",
+def _fix(helper: str, advice: str, section: str) -> Fix:
+    return Fix(advice, section, helper)
+
+
+INDEX = _fix(
+    "create_index_concurrently",
+    "create_index_concurrently(name, table, columns), not a raw CREATE INDEX CONCURRENTLY",
+    "Indexes",
+)
+NOT_NULL_COLUMN = _fix(
+    "fill_on_insert",
+    "a constant server_default, or fill_on_insert + backfill_in_batches + add_not_null (what"
+    " make revision writes)",
     "Add a NOT NULL column",
 )
-# What to do about each rule, in the toolkit's terms. squawk's own advice ("use CONCURRENTLY",
-# "add IF NOT EXISTS") is right about SQL, but a raw CREATE INDEX CONCURRENTLY inside a
-# migration fails (it cannot run in a transaction) or leaves an INVALID index behind.
+REMOVE = Fix(
+    "drop it one deploy after the release that stopped using it, then"
+    " acknowledge_lint(rule, because=...) says so",
+    "Remove a column or a table",
+    "acknowledge_lint",
+)
+FOREIGN_KEY = _fix(
+    "add_foreign_key",
+    "add_foreign_key(name, source, referent, local, remote): NOT VALID, then VALIDATE in its own"
+    " transaction, after create_index_concurrently on its columns",
+    "Foreign keys",
+)
+CHECK = _fix(
+    "add_check_constraint",
+    "add_check_constraint(name, table, condition): NOT VALID, then VALIDATE in its own transaction",
+    "CHECK constraints",
+)
+UNIQUE = _fix(
+    "add_unique_constraint",
+    "add_unique_constraint(name, table, columns): the index built concurrently, then attached",
+    "UNIQUE constraints",
+)
+PRIMARY_KEY = _fix(
+    "add_primary_key",
+    "add_primary_key(name, table, columns): NOT NULL without a scan, the unique index built"
+    " concurrently, then attached (ADD PRIMARY KEY USING INDEX)",
+    "A primary key from a unique index",
+)
+EXCLUSION = Fix(
+    "PostgreSQL has no NOT VALID and no USING INDEX for EXCLUDE, so on a table with rows it"
+    " blocks reads and writes while it checks them all: declare it when the table is created,"
+    " or build a new table with it and move (Rename a table); on a small table, measure the"
+    " lock with make trace and acknowledge_lint",
+    "Exclusion constraints",
+    "acknowledge_lint",
+)
+TYPE_CHANGE = _fix(
+    "keep_columns_in_step",
+    "a new column of the new type kept in step (keep_columns_in_step), backfill_in_batches,"
+    " reads switched, the old column dropped a deploy later",
+    "Change a column's type",
+)
+REWRITE = Fix(
+    "never in a deploy: it rewrites the table under ACCESS EXCLUSIVE; reclaim space or move"
+    " a table outside the deploy with pg_repack (REPACK CONCURRENTLY on PostgreSQL 19+)",
+    "Don't, and why",
+)
+SQUAWK_DOCS = "https://squawkhq.com/docs/"
+
 FIXES: dict[str, Fix] = {
+    # squawk's rules, in the toolkit's terms (its own advice is about plain SQL: a raw CREATE
+    # INDEX CONCURRENTLY inside a migration fails, or leaves an INVALID index behind).
     "require-concurrent-index-creation": INDEX,
     "ban-concurrent-index-creation-in-transaction": INDEX,
-    "require-concurrent-index-deletion": Fix("drop_index_concurrently(name, table)", "Indexes"),
-    "adding-required-field": NOT_NULL,
-    "adding-not-nullable-field": Fix("add_not_null(table, column)", "Add a NOT NULL column"),
-    "adding-field-with-default": Fix(
-        "a constant server_default (catalog-only on PostgreSQL 11+); fill a computed value"
-        " with backfill_in_batches",
+    "require-concurrent-index-deletion": _fix(
+        "drop_index_concurrently", "drop_index_concurrently(name, table)", "Indexes"
+    ),
+    "require-concurrent-reindex": _fix(
+        "reindex_concurrently", "reindex_concurrently(index)", "Rebuild an index"
+    ),
+    "adding-required-field": NOT_NULL_COLUMN,
+    "adding-not-nullable-field": _fix(
+        "add_not_null",
+        "add_not_null(table, column): a CHECK validated first",
+        "Add a NOT NULL column",
+    ),
+    "adding-field-with-default": _fix(
+        "backfill_in_batches",
+        "a volatile default rewrites the table: add the column without it, set the default for"
+        " new rows, backfill_in_batches the old ones (what make revision writes)",
         "Constant defaults",
     ),
-    "adding-foreign-key-constraint": Fix(
-        "add_foreign_key(name, source, referent, local, remote)", "Foreign keys"
-    ),
-    "constraint-missing-not-valid": Fix(
-        "add_check_constraint / add_foreign_key (NOT VALID, then VALIDATE)", "CHECK constraints"
-    ),
-    "disallowed-unique-constraint": Fix(
-        "add_unique_constraint(name, table, columns)", "UNIQUE constraints"
-    ),
-    "renaming-column": Fix(
-        "keep_columns_in_step, then stop_keeping_columns_in_step a deploy later",
+    "adding-foreign-key-constraint": FOREIGN_KEY,
+    "constraint-missing-not-valid": CHECK,
+    "disallowed-unique-constraint": UNIQUE,
+    "adding-serial-primary-key-field": PRIMARY_KEY,
+    "renaming-column": _fix(
+        "keep_columns_in_step",
+        "expand and contract: the new column kept in step (info={'renamed_from': ...} in the"
+        " model, and make revision writes it), the old one dropped a deploy later",
         "Rename a column",
     ),
-    "renaming-table": Fix("a new table kept in step, then the old one dropped", "Rename a column"),
-    "ban-drop-column": Fix(
-        "drop it one deploy after the release that stopped using it; acknowledge_lint(...)",
-        "Remove a column",
+    "renaming-table": Fix(
+        "expand and contract: a new table kept in step, reads switched, the old one dropped a"
+        " deploy later",
+        "Rename a table",
     ),
-    "ban-drop-table": Fix(
-        "drop it one deploy after the release that stopped using it; acknowledge_lint(...)",
-        "Remove a column",
+    "ban-drop-column": REMOVE,
+    "ban-drop-table": REMOVE,
+    "ban-truncate-cascade": _fix(
+        "delete_in_batches",
+        "delete_in_batches(table, key=..., where=...) on each table, children first",
+        "Fill or fix data in batches",
     ),
-    "changing-column-type": Fix(
-        "a new column, backfill_in_batches, then switch reads (expand and contract)",
-        "Rename a column",
+    "ban-drop-database": Fix("never from a migration", "Don't, and why"),
+    "ban-drop-constraint": Fix(
+        "only once no release still serving relies on what it guarantees; then"
+        " acknowledge_lint('ban-drop-constraint', because=...)",
+        "Remove a column or a table",
+        "acknowledge_lint",
     ),
-    "ban-drop-not-null": Fix("drop NOT NULL only once no release relies on it", "Add a column"),
-    WHOLE_TABLE_DML: Fix(
+    "changing-column-type": TYPE_CHANGE,
+    "ban-drop-not-null": Fix(
+        "only once no release still serving relies on the column being set; then"
+        " acknowledge_lint('ban-drop-not-null', because=...)",
+        "Add a column",
+        "acknowledge_lint",
+    ),
+    "prefer-robust-stmts": Fix(
+        "Alembic's transaction per revision makes a re-run safe", "What `make lint` says"
+    ),
+    "prefer-text-field": Fix(
+        "varchar(n) is part of the API here: keep it", "What `make lint` says"
+    ),
+    "prefer-bigint-over-int": Fix("bigint (BigInteger)", "Create a table"),
+    "prefer-bigint-over-smallint": Fix("bigint (BigInteger)", "Create a table"),
+    "prefer-identity": Fix("sa.Identity() instead of a serial", "Create a table"),
+    "prefer-timestamptz": Fix("DateTime(timezone=True): timestamptz", "Create a table"),
+    "ban-char-field": Fix("text or varchar(n)", "Create a table"),
+    "prefer-repack": REWRITE,
+    "require-lock-timeout": Fix("env.py sets lock_timeout: run through it", "What `env.py` does"),
+    "require-statement-timeout": Fix(
+        "env.py sets statement_timeout: run through it", "What `env.py` does"
+    ),
+    "transaction-nesting": Fix(
+        "no BEGIN/COMMIT of your own: Alembic's transaction per revision, autocommit_block()"
+        " for what cannot run in one",
+        "What `env.py` does",
+    ),
+    # The toolkit's rules.
+    "whole-table-dml": _fix(
+        "backfill_in_batches",
         "backfill_in_batches(table, key=..., values=..., pending=...)",
         "Fill or fix data in batches",
     ),
+    "dml-after-ddl": _fix(
+        "backfill_in_batches",
+        "let the DDL commit first: backfill_in_batches (it opens its own autocommit block), or"
+        " the data change in a revision of its own",
+        "Fill or fix data in batches",
+    ),
+    "dynamic-sql": _fix(
+        "acknowledge_lint",
+        "write its statements as op calls (each is then checked), or read it and"
+        " acknowledge_lint('dynamic-sql', because=...)",
+        "What `make lint` says",
+    ),
+    "vacuum-full": REWRITE,
+    "cluster": REWRITE,
+    "table-rewrite": REWRITE,
+    "lock-table": _fix(
+        "with_lock_retry",
+        "no LOCK TABLE: each step takes the lock it needs, briefly, under with_lock_retry",
+        "Don't, and why",
+    ),
+    "truncate": _fix(
+        "delete_in_batches",
+        "delete_in_batches(table, key=..., where=...), or drop the table a deploy after nobody"
+        " uses it",
+        "Remove a column or a table",
+    ),
+    "json-column": Fix(
+        "jsonb (postgresql.JSONB): json has no equality operator, so DISTINCT, UNION and"
+        " GROUP BY on it fail",
+        "Add a column",
+    ),
+    "exclusion-constraint": EXCLUSION,
+    "rename-enum-value": Fix(
+        "add the new value (ALTER TYPE ... ADD VALUE), move the rows in batches, stop writing"
+        " the old one; the old value stays in the type",
+        "Enum values",
+    ),
+    "rename-schema": Fix(
+        "expand and contract, as for a table: every query naming the old schema fails at once",
+        "Rename a table",
+    ),
+    "value-to-write": _fix(
+        "value_to_write",
+        "replace value_to_write(...) with the value in SQL on the row's columns",
+        "Add a NOT NULL column",
+    ),
+    "cannot-render": Fix(
+        "the revision must render offline: run alembic upgrade <previous>:<revision> --sql to"
+        " see the error",
+        "Offline SQL for a DBA",
+    ),
 }
-DEFAULT_FIX = Fix("see the 'Don't, and why' table", "Don't, and why")
 
 
-@dataclass(frozen=True)
-class Finding:
-    revision_file: str
-    rule: str
-    message: str
-    statement: str
-
-    def report(self) -> str:
-        fix = FIXES.get(self.rule, DEFAULT_FIX)
-        return (
-            f"{self.revision_file}: {self.rule}: {self.message}\n"
-            f"    statement: {self.statement}\n"
-            f"    fix: {fix}"
+def fix_for(rule: str, node: Any = None) -> Fix:
+    """The fix for ``rule``, refined by the statement it was found on where it matters."""
+    constraint = _added_constraint(node)
+    if rule == "constraint-missing-not-valid" and constraint is not None:
+        return {
+            ConstrType.CONSTR_FOREIGN: FOREIGN_KEY,
+            ConstrType.CONSTR_UNIQUE: UNIQUE,
+            ConstrType.CONSTR_PRIMARY: PRIMARY_KEY,
+            ConstrType.CONSTR_EXCLUSION: EXCLUSION,
+        }.get(constraint.contype, CHECK)
+    column = _added_column(node)
+    generated = (ConstrType.CONSTR_IDENTITY, ConstrType.CONSTR_GENERATED)
+    if rule == "adding-field-with-default" and column is not None:  # noqa: SIM102 (one case each)
+        if any(c.contype in generated for c in column.constraints or ()):
+            return _fix(
+                "fill_on_insert",
+                "a plain nullable column: a sequence's nextval as its default (identity) or"
+                " fill_on_insert with its expression (generated), backfill_in_batches,"
+                " add_not_null",
+                "Add a NOT NULL column",
+            )
+    if rule == "whole-table-dml" and isinstance(node, ast.DeleteStmt):
+        return _fix(
+            "delete_in_batches",
+            "delete_in_batches(table, key=..., where=...)",
+            "Fill or fix data in batches",
         )
+    return FIXES.get(
+        rule,
+        Fix(f"see {SQUAWK_DOCS}{rule} and acknowledge_lint if it does not apply", "Don't, and why"),
+    )
+
+
+def _added_constraint(node: Any) -> Any:
+    for command_ in _alter_commands(node):
+        if command_.subtype == AlterTableType.AT_AddConstraint:
+            return command_.def_
+    return None
+
+
+def _added_column(node: Any) -> Any:
+    for command_ in _alter_commands(node):
+        if command_.subtype == AlterTableType.AT_AddColumn:
+            return command_.def_
+    return None
+
+
+def _alter_commands(node: Any) -> Sequence[Any]:
+    return node.cmds or () if isinstance(node, ast.AlterTableStmt) else ()
+
+
+# --- one revision's SQL as statements ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class RenderedRevision:
-    python_file: Path
-    sql: str
+class Statement:
+    node: Any
+    text: str
+    first_line: int
+    last_line: int
+    waivers: frozenset[str]
+
+    def waived(self, rule: str) -> bool:
+        return rule in self.waivers
 
 
-def render_revisions(alembic_ini: Path) -> list[RenderedRevision]:
-    """Each revision's offline SQL, base first."""
-    script = ScriptDirectory.from_config(Config(alembic_ini))
-    rendered = []
-    for revision in reversed(list(script.walk_revisions())):
-        if isinstance(revision.down_revision, tuple):
-            print(f"skipping merge revision {revision.revision}", file=sys.stderr)
-            continue
-        output = io.StringIO()
-        config = Config(alembic_ini, output_buffer=output)
-        config.attributes["configure_logger"] = False
-        span = revision.revision
-        if revision.down_revision:
-            span = f"{revision.down_revision}:{revision.revision}"
-        command.upgrade(config, span, sql=True)
-        rendered.append(RenderedRevision(Path(str(revision.path)), output.getvalue()))
-    return rendered
-
-
-# --- the rule squawk lacks: whole-table UPDATE / DELETE -------------------------------------
-
-
-def _statements(sql: str) -> Iterator[tuple[Any, str, bool]]:
-    """(node, text, waived) for each top-level statement."""
+def statements(sql: str) -> list[Statement]:
+    found = []
     for raw in parse_sql(sql):
         start = raw.stmt_location or 0
         text = sql[start : start + raw.stmt_len] if raw.stmt_len else sql[start:]
-        before = sql[:start].rstrip().rsplit("\n", 1)[-1]
-        yield raw.stmt, text.strip(), before.strip() == lint_waiver(WHOLE_TABLE_DML)
+        leading = len(text) - len(text.lstrip())
+        start += leading
+        text = text.strip()
+        before = sql[:start].rstrip("\n").split("\n")
+        waivers = set()
+        for line in reversed(before):
+            if not line.startswith("--"):
+                break
+            words = line.split()
+            if len(words) == 3 and words[1] in ("squawk-ignore", "lint-ignore"):
+                waivers.add(words[2])
+        first = sql.count("\n", 0, start)
+        found.append(Statement(raw.stmt, text, first, first + text.count("\n"), frozenset(waivers)))
+    return found
 
 
-def _table(node: ast.CreateStmt | ast.UpdateStmt | ast.DeleteStmt) -> str:
-    return (node.relation.relname if node.relation else None) or ""
+def _table(node: Any) -> str:
+    relation = getattr(node, "relation", None)
+    return (relation.relname if relation is not None else None) or ""
+
+
+# --- the schema, followed from revision to revision --------------------------------------------
+
+
+ColumnType = tuple[str, tuple[int, ...], bool]
+"""(type name, type modifiers, is an array)."""
+
+
+def column_type(type_name: Any) -> ColumnType:
+    names = [name.sval for name in type_name.names or ()]
+    modifiers = tuple(
+        getattr(getattr(mod, "val", None), "ival", -1) for mod in type_name.typmods or ()
+    )
+    return (names[-1] if names else "", modifiers, bool(type_name.arrayBounds))
+
+
+ALIASES = {"character varying": "varchar", "int": "int4", "integer": "int4", "bigint": "int8"}
+BOUNDED = {"varchar", "varbit", "bpchar"}
+PRECISION = {"timestamp", "timestamptz", "time", "timetz", "interval"}
+
+
+def rewrites_on_type_change(old: ColumnType, new: ColumnType) -> bool:
+    """Whether ``ALTER COLUMN ... TYPE`` from ``old`` to ``new`` rewrites the table.
+
+    The changes PostgreSQL makes in the catalog only (binary-coercible, no new length or
+    precision to check), each proved on a real server by the toolkit's tests: a longer or no
+    length limit on varchar and varbit; varchar to text and back without a limit; numeric with
+    more precision at the same scale, or no limit; more (or no) fractional precision on the
+    time types; cidr to inet. Anything else rewrites.
+    """
+    (old_name, old_mods, old_array), (new_name, new_mods, new_array) = old, new
+    old_name, new_name = ALIASES.get(old_name, old_name), ALIASES.get(new_name, new_name)
+    if old_array != new_array:
+        return True
+    if (old_name, old_mods) == (new_name, new_mods):
+        return False
+    if {old_name, new_name} <= {"varchar", "text"}:
+        return (
+            new_name == "varchar"
+            and bool(new_mods)
+            and (old_name == "text" or not old_mods or new_mods[0] < old_mods[0])
+        )
+    if old_name == new_name and old_name in {"varbit", *PRECISION}:
+        return bool(new_mods) and (not old_mods or new_mods[0] < old_mods[0])
+    if old_name == new_name == "numeric":
+        if not new_mods:
+            return False
+        if len(old_mods) != 2 or len(new_mods) != 2:
+            return True
+        return new_mods[1] != old_mods[1] or new_mods[0] < old_mods[0]
+    return (old_name, new_name) != ("cidr", "inet")
+
+
+@dataclass
+class Schema:
+    """Tables, their columns' types and primary keys, as the revisions so far made them."""
+
+    columns: dict[str, dict[str, ColumnType]] = field(default_factory=dict)
+    keys: dict[str, set[str]] = field(default_factory=dict)
+
+    def apply(self, revision_statements: Sequence[Statement]) -> None:
+        for statement in revision_statements:
+            node = statement.node
+            if isinstance(node, ast.CreateStmt):
+                self._create(node)
+            elif isinstance(node, ast.AlterTableStmt):
+                table = self.columns.setdefault(_table(node), {})
+                for cmd in _alter_commands(node):
+                    if cmd.subtype == AlterTableType.AT_AddColumn and cmd.def_.typeName:
+                        table[cmd.def_.colname] = column_type(cmd.def_.typeName)
+                    elif cmd.subtype == AlterTableType.AT_AlterColumnType:
+                        table[cmd.name] = column_type(cmd.def_.typeName)
+                    elif cmd.subtype == AlterTableType.AT_DropColumn:
+                        table.pop(cmd.name, None)
+            elif isinstance(node, ast.RenameStmt) and node.renameType == ObjectType.OBJECT_COLUMN:
+                table = self.columns.setdefault(_table(node), {})
+                if node.subname in table and node.newname:
+                    table[node.newname] = table.pop(node.subname)
+            elif isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_TABLE:
+                for name in node.objects or ():
+                    self.columns.pop(name[-1].sval, None)
+
+    def _create(self, node: ast.CreateStmt) -> None:
+        table, key = _table(node), set()
+        self.columns[table] = {}
+        for element in node.tableElts or ():
+            if isinstance(element, ast.ColumnDef) and element.colname:
+                self.columns[table][element.colname] = column_type(element.typeName)
+                if any(_is_primary(c) for c in element.constraints or ()):
+                    key.add(element.colname)
+            elif _is_primary(element):
+                key.update(k.sval for k in element.keys or ())
+        self.keys[table] = key
 
 
 def _is_primary(constraint: Any) -> bool:
@@ -161,19 +458,39 @@ def _is_primary(constraint: Any) -> bool:
     )
 
 
-def primary_keys(sql: str, known: dict[str, set[str]]) -> None:
-    """Record the primary key columns of each table that ``sql`` creates."""
-    for node, _, _ in _statements(sql):
-        if not isinstance(node, ast.CreateStmt):
-            continue
-        key: set[str] = set()
-        for element in node.tableElts or ():
-            if isinstance(element, ast.ColumnDef) and element.colname:
-                if any(_is_primary(c) for c in element.constraints or ()):
-                    key.add(element.colname)
-            elif _is_primary(element):
-                key.update(k.sval for k in element.keys or ())
-        known[_table(node)] = key
+# --- the toolkit's rules -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    revision_file: str
+    direction: str
+    rule: str
+    message: str
+    statement: str
+    fix: Fix
+
+    def report(self) -> str:
+        where = self.revision_file + (" (downgrade)" if self.direction == "downgrade" else "")
+        return (
+            f"{where}: {self.rule}: {self.message}\n"
+            f"    statement: {self.statement}\n"
+            f"    fix: {self.fix}"
+        )
+
+
+Rule = Callable[["Context", Statement], list[tuple[str, str]]]
+
+
+@dataclass
+class Context:
+    """What the rules know at a statement: the schema before the revision, the tables this
+    revision created, and those locked against writes in the open transaction."""
+
+    schema: Schema
+    created: set[str] = field(default_factory=set)
+    locked: dict[str, str] = field(default_factory=dict)
+    """table -> the DDL that locked it against writes, in the open transaction."""
 
 
 def _is_constant(node: Any) -> bool:
@@ -207,28 +524,278 @@ def _bounds_key(node: Any, key: set[str]) -> bool:
     return False
 
 
-def whole_table_dml(revision: RenderedRevision, keys: dict[str, set[str]]) -> list[Finding]:
-    findings = []
-    for node, text, waived in _statements(revision.sql):
-        if waived or not isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
-            continue
-        table = _table(node)
-        if node.whereClause is not None and _bounds_key(node.whereClause, keys.get(table, {"id"})):
-            continue
-        verb = "UPDATE" if isinstance(node, ast.UpdateStmt) else "DELETE"
-        message = (
+def _data_change(node: Any) -> str | None:
+    if isinstance(node, ast.UpdateStmt):
+        return "UPDATE"
+    if isinstance(node, ast.DeleteStmt):
+        return "DELETE"
+    if isinstance(node, ast.InsertStmt) and isinstance(node.selectStmt, ast.SelectStmt):
+        return None if node.selectStmt.valuesLists else "INSERT ... SELECT"
+    return None
+
+
+def whole_table_dml(context: Context, statement: Statement) -> list[tuple[str, str]]:
+    node = statement.node
+    if not isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
+        return []
+    table = _table(node)
+    key = context.schema.keys.get(table) or {"id"}
+    if node.whereClause is not None and _bounds_key(node.whereClause, key):
+        return []
+    verb = "UPDATE" if isinstance(node, ast.UpdateStmt) else "DELETE"
+    return [
+        (
+            "whole-table-dml",
             f"{verb} of {table} without a primary key range: one transaction locks every row it"
             " touches until the end (writers wait, vacuum stalls, replicas lag, a failure loses"
-            " it all)"
+            " it all)",
         )
-        findings.append(Finding("", WHOLE_TABLE_DML, message, text))
-    return findings
+    ]
 
 
-# --- squawk ---------------------------------------------------------------------------------
+def dml_after_ddl(context: Context, statement: Statement) -> list[tuple[str, str]]:
+    verb = _data_change(statement.node)
+    table = _table(statement.node)
+    if verb is None or table not in context.locked:
+        return []
+    return [
+        (
+            "dml-after-ddl",
+            f"{verb} of {table} in the transaction of {context.locked[table]!r}: that DDL's lock"
+            " is held until commit, so reads and writes of the table wait through the whole"
+            " data change",
+        )
+    ]
 
 
-def squawk_findings(squawk: str, config: Path, files: dict[Path, RenderedRevision]) -> list[Any]:
+def _writes_blocked_by(node: Any) -> str | None:
+    """The table whose writes ``node`` blocks until commit (DDL on it), if any."""
+    if isinstance(node, ast.AlterTableStmt):
+        harmless = {AlterTableType.AT_ValidateConstraint}
+        if any(cmd.subtype not in harmless for cmd in _alter_commands(node)):
+            return _table(node)
+    if isinstance(node, ast.IndexStmt) and not node.concurrent:
+        return _table(node)
+    if isinstance(node, ast.CreateTrigStmt | ast.RenameStmt | ast.LockStmt):
+        return _table(node)
+    return None
+
+
+def one_statement_rules(context: Context, statement: Statement) -> list[tuple[str, str]]:
+    node, found = statement.node, []
+    if isinstance(node, ast.DoStmt):
+        found.append(
+            (
+                "dynamic-sql",
+                "a DO block: what it runs cannot be checked here (it may take any lock, rewrite"
+                " any table)",
+            )
+        )
+    elif isinstance(node, ast.VacuumStmt) and any(
+        option.defname == "full" for option in node.options or ()
+    ):
+        found.append(("vacuum-full", "VACUUM FULL rewrites the table under ACCESS EXCLUSIVE"))
+    elif isinstance(node, ast.ClusterStmt):
+        found.append(("cluster", "CLUSTER rewrites the table under ACCESS EXCLUSIVE"))
+    elif isinstance(node, ast.LockStmt):
+        found.append(
+            (
+                "lock-table",
+                "LOCK TABLE holds its lock until the revision commits: every query on the"
+                " table queues behind it",
+            )
+        )
+    elif isinstance(node, ast.TruncateStmt):
+        found.append(
+            (
+                "truncate",
+                "TRUNCATE takes ACCESS EXCLUSIVE and empties the table under the release still"
+                " serving",
+            )
+        )
+    elif isinstance(node, ast.AlterEnumStmt) and node.oldVal:
+        found.append(
+            (
+                "rename-enum-value",
+                f"renaming {node.oldVal!r}: the release still serving writes and compares the old"
+                " value, which is gone at once",
+            )
+        )
+    elif isinstance(node, ast.RenameStmt) and node.renameType == ObjectType.OBJECT_SCHEMA:
+        found.append(("rename-schema", "every query naming the old schema fails at once"))
+    found += _column_types(context, statement)
+    found += _alter_table_rules(context, statement)
+    return found
+
+
+def _column_types(context: Context, statement: Statement) -> list[tuple[str, str]]:
+    node = statement.node
+    definitions = []
+    if isinstance(node, ast.CreateStmt):
+        definitions = [e for e in node.tableElts or () if isinstance(e, ast.ColumnDef)]
+    for cmd in _alter_commands(node):
+        if cmd.subtype in (AlterTableType.AT_AddColumn, AlterTableType.AT_AlterColumnType):
+            definitions.append(cmd.def_)
+    return [
+        ("json-column", f"column {definition.colname or ''} is json".replace("  ", " "))
+        for definition in definitions
+        if definition.typeName is not None and column_type(definition.typeName)[0] == "json"
+    ]
+
+
+def _alter_table_rules(context: Context, statement: Statement) -> list[tuple[str, str]]:
+    node, table, found = statement.node, _table(statement.node), []
+    if table in context.created:
+        return []
+    for cmd in _alter_commands(node):
+        if cmd.subtype == AlterTableType.AT_AddConstraint and (
+            cmd.def_.contype == ConstrType.CONSTR_EXCLUSION
+        ):
+            found.append(
+                (
+                    "exclusion-constraint",
+                    f"EXCLUDE on {table}, which has rows: its index is built and every row"
+                    " checked under ACCESS EXCLUSIVE",
+                )
+            )
+        elif cmd.subtype in (
+            AlterTableType.AT_SetTableSpace,
+            AlterTableType.AT_SetLogged,
+            AlterTableType.AT_SetUnLogged,
+        ):
+            found.append(("table-rewrite", f"this form of ALTER TABLE rewrites {table}"))
+    return found
+
+
+RULES: list[Rule] = [whole_table_dml, dml_after_ddl, one_statement_rules]
+
+
+def _catalog_only_type_change(schema: Schema, node: Any) -> bool:
+    """An ALTER COLUMN ... TYPE that PostgreSQL makes without a rewrite (see
+    :func:`rewrites_on_type_change`), on a column whose type the revisions so far tell."""
+    commands = [
+        cmd for cmd in _alter_commands(node) if cmd.subtype == AlterTableType.AT_AlterColumnType
+    ]
+    known = schema.columns.get(_table(node), {})
+    return bool(commands) and all(
+        cmd.name in known
+        and cmd.def_.raw_default is None  # USING: an expression per row
+        and not rewrites_on_type_change(known[cmd.name], column_type(cmd.def_.typeName))
+        for cmd in commands
+    )
+
+
+def _undone_by_downgrade(created: "Created", rule: str, node: Any) -> bool:
+    """In a downgrade, a drop of what the same revision's upgrade created is its undo."""
+    table = _table(node)
+    if rule == "ban-drop-table" and isinstance(node, ast.DropStmt):
+        return all(name[-1].sval in created.tables for name in node.objects or ())
+    if rule == "ban-drop-column":
+        return all(
+            (table, cmd.name) in created.columns or table in created.tables
+            for cmd in _alter_commands(node)
+            if cmd.subtype == AlterTableType.AT_DropColumn
+        )
+    if rule == "ban-drop-constraint":
+        return all(
+            cmd.name in created.constraints or table in created.tables
+            for cmd in _alter_commands(node)
+            if cmd.subtype == AlterTableType.AT_DropConstraint
+        )
+    if rule == "ban-drop-not-null":
+        return all(
+            (table, cmd.name) in created.columns | created.not_null
+            for cmd in _alter_commands(node)
+            if cmd.subtype == AlterTableType.AT_DropNotNull
+        )
+    if rule == "require-concurrent-index-deletion" and isinstance(node, ast.DropStmt):
+        # The index of a table this downgrade drops next (the upgrade created both).
+        return all(
+            created.indexes.get(name[-1].sval) in created.tables for name in node.objects or ()
+        )
+    return False
+
+
+@dataclass
+class Created:
+    """What a revision's upgrade created: its downgrade may drop it again."""
+
+    tables: set[str] = field(default_factory=set)
+    columns: set[tuple[str, str]] = field(default_factory=set)
+    not_null: set[tuple[str, str]] = field(default_factory=set)
+    constraints: set[str] = field(default_factory=set)
+    indexes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def by(cls, upgrade: Sequence[Statement]) -> "Created":
+        created = cls()
+        for statement in upgrade:
+            node, table = statement.node, _table(statement.node)
+            if isinstance(node, ast.CreateStmt):
+                created.tables.add(table)
+            elif isinstance(node, ast.IndexStmt) and node.idxname:
+                created.indexes[node.idxname] = table
+            for cmd in _alter_commands(node):
+                if cmd.subtype == AlterTableType.AT_AddColumn:
+                    created.columns.add((table, cmd.def_.colname))
+                elif cmd.subtype == AlterTableType.AT_SetNotNull:
+                    created.not_null.add((table, cmd.name))
+                elif cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_.conname:
+                    created.constraints.add(cmd.def_.conname)
+        return created
+
+
+# --- rendering and running ------------------------------------------------------------------------
+
+
+@dataclass
+class Rendered:
+    python_file: Path
+    direction: str
+    sql: str | None
+    error: Exception | None = None
+
+
+def _render(alembic_ini: Path, direction: str, span: str) -> str:
+    output = io.StringIO()
+    config = Config(alembic_ini, output_buffer=output)
+    config.attributes["configure_logger"] = False
+    if direction == "upgrade":
+        command.upgrade(config, span, sql=True)
+    else:
+        command.downgrade(config, span, sql=True)
+    return output.getvalue()
+
+
+def render_revisions(alembic_ini: Path) -> list[tuple[Rendered, Rendered]]:
+    """Each revision's offline upgrade and downgrade SQL, base first; merge revisions (several
+    parents) have no SQL of their own and are left out."""
+    script = ScriptDirectory.from_config(Config(alembic_ini))
+    rendered = []
+    for revision in reversed(list(script.walk_revisions())):
+        if isinstance(revision.down_revision, tuple):
+            print(f"skipping merge revision {revision.revision}", file=sys.stderr)
+            continue
+        previous = revision.down_revision or "base"
+        pair = []
+        for direction, span in (
+            ("upgrade", f"{previous}:{revision.revision}"),
+            ("downgrade", f"{revision.revision}:{previous}"),
+        ):
+            pair.append(_rendered(alembic_ini, revision, direction, span))
+        rendered.append((pair[0], pair[1]))
+    return rendered
+
+
+def _rendered(alembic_ini: Path, revision: Script, direction: str, span: str) -> Rendered:
+    path = Path(str(revision.path))
+    try:
+        return Rendered(path, direction, _render(alembic_ini, direction, span))
+    except Exception as exc:  # a revision that cannot render is a finding, not a crash
+        return Rendered(path, direction, None, exc)
+
+
+def squawk_findings(squawk: str, config: Path, files: Sequence[Path]) -> list[Any]:
     result = subprocess.run(
         [squawk, "--config", str(config), "--reporter", "json", *map(str, files)],
         capture_output=True,
@@ -242,41 +809,117 @@ def squawk_findings(squawk: str, config: Path, files: dict[Path, RenderedRevisio
     return violations
 
 
-def _line(sql: str, number: int) -> str:
-    lines = sql.splitlines()
-    return lines[number].strip() if 0 <= number < len(lines) else ""
-
-
-def lint(alembic_ini: Path, squawk: str) -> tuple[list[Finding], int]:
-    revisions = render_revisions(alembic_ini)
-    findings: list[Finding] = []
-    keys: dict[str, set[str]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        files = {}
-        for revision in revisions:
-            path = Path(tmp) / f"{revision.python_file.stem}.sql"
-            path.write_text(revision.sql, encoding="utf-8")
-            files[path] = revision
-        config = alembic_ini.parent / ".squawk.toml"
-        for violation in squawk_findings(squawk, config, files):
-            revision = files[Path(violation["file"])]
-            message = f"{violation['message']} ({violation.get('help') or 'no hint'})"
-            statement = _line(revision.sql, violation["line"])
-            where = _relative(revision.python_file, alembic_ini.parent)
-            findings.append(Finding(where, violation["rule_name"], message, statement))
-    for revision in revisions:
-        primary_keys(revision.sql, keys)  # first: a table created in this very revision
-        where = _relative(revision.python_file, alembic_ini.parent)
-        for finding in whole_table_dml(revision, keys):
-            findings.append(Finding(where, finding.rule, finding.message, finding.statement))
-    return findings, len(revisions)
-
-
 def _relative(path: Path, root: Path) -> str:
     try:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path)
+
+
+def _statement_at(found: Sequence[Statement], line: int) -> Statement | None:
+    return next((s for s in found if s.first_line <= line <= s.last_line), None)
+
+
+def _toolkit_findings(
+    context: Context, found: Sequence[Statement], where: str, direction: str
+) -> Iterator[Finding]:
+    for statement in found:
+        node = statement.node
+        if isinstance(node, ast.TransactionStmt) and node.kind in (
+            TransactionStmtKind.TRANS_STMT_COMMIT,
+            TransactionStmtKind.TRANS_STMT_ROLLBACK,
+        ):
+            context.locked.clear()
+        for rule in RULES:
+            for name, message in rule(context, statement):
+                if not statement.waived(name):
+                    yield Finding(
+                        where, direction, name, message, statement.text, fix_for(name, node)
+                    )
+        if isinstance(node, ast.CreateStmt):
+            context.created.add(_table(node))
+        elif (table := _writes_blocked_by(node)) and table not in context.created:
+            context.locked[table] = statement.text.split("\n", 1)[0][:80]
+
+
+def lint(alembic_ini: Path, squawk: str) -> tuple[list[Finding], int]:
+    revisions = render_revisions(alembic_ini)
+    root = alembic_ini.parent
+    findings: list[Finding] = []
+    schema = Schema()
+    with tempfile.TemporaryDirectory() as tmp:
+        parsed: dict[Path, tuple[Rendered, list[Statement], Schema, Created]] = {}
+        for number, (upgrade, downgrade) in enumerate(revisions):
+            upgrade_statements: list[Statement] = []
+            for rendered in (upgrade, downgrade):
+                where = _relative(rendered.python_file, root)
+                if rendered.sql is None:
+                    findings.append(_render_failure(where, rendered))
+                    break  # a downgrade is read against its upgrade: that must render first
+                found = statements(rendered.sql)
+                before = (
+                    schema
+                    if rendered.direction == "upgrade"
+                    else _after(schema, upgrade_statements)
+                )
+                created = Created.by(upgrade_statements)
+                path = Path(tmp) / f"{number:05d}_{rendered.direction}.sql"
+                path.write_text(rendered.sql, encoding="utf-8")
+                parsed[path] = (rendered, found, before, created)
+                context = Context(Schema(dict(before.columns), dict(before.keys)))
+                findings += _toolkit_findings(context, found, where, rendered.direction)
+                if rendered.direction == "upgrade":
+                    upgrade_statements = found
+            schema.apply(upgrade_statements)
+        config = root / ".squawk.toml"
+        for violation in squawk_findings(squawk, config, list(parsed)) if parsed else []:
+            rendered, found, before, created = parsed[Path(violation["file"])]
+            statement = _statement_at(found, violation["line"])
+            node = statement.node if statement else None
+            rule = violation["rule_name"]
+            if rule == "changing-column-type" and _catalog_only_type_change(before, node):
+                continue
+            if rule == "constraint-missing-not-valid" and _is_exclusion(node):
+                continue  # its own rule, with a fix PostgreSQL can follow
+            if rendered.direction == "downgrade" and _undone_by_downgrade(created, rule, node):
+                continue
+            message = f"{violation['message']} ({violation.get('help') or 'no hint'})"
+            text = statement.text if statement else ""
+            where = _relative(rendered.python_file, root)
+            findings.append(
+                Finding(where, rendered.direction, rule, message, text, fix_for(rule, node))
+            )
+    return findings, len(revisions)
+
+
+def _is_exclusion(node: Any) -> bool:
+    constraint = _added_constraint(node)
+    return constraint is not None and constraint.contype == ConstrType.CONSTR_EXCLUSION
+
+
+def _after(schema: Schema, upgrade: Sequence[Statement]) -> Schema:
+    after = Schema(
+        {table: dict(columns) for table, columns in schema.columns.items()},
+        {table: set(key) for table, key in schema.keys.items()},
+    )
+    after.apply(upgrade)
+    return after
+
+
+def _render_failure(where: str, rendered: Rendered) -> Finding:
+    if isinstance(rendered.error, UnwrittenValueError):
+        return Finding(
+            where,
+            rendered.direction,
+            "value-to-write",
+            str(rendered.error),
+            "",
+            fix_for("value-to-write"),
+        )
+    message = f"does not render offline: {type(rendered.error).__name__}: {rendered.error}"
+    return Finding(
+        where, rendered.direction, "cannot-render", message, "", fix_for("cannot-render")
+    )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -288,5 +931,8 @@ def main(argv: Sequence[str]) -> int:
     findings, checked = lint(alembic_ini, squawk)
     for finding in findings:
         print(finding.report())
-    print(f"Found {len(findings)} issues in {checked} files (squawk and {WHOLE_TABLE_DML})")
+    print(
+        f"Found {len(findings)} issues in {checked} files (upgrades and downgrades; squawk and"
+        f" the toolkit's {len(TOOLKIT_RULES)} rules)"
+    )
     return 1 if findings else 0
