@@ -24,6 +24,7 @@ HEADER = '''"""Scratch revision {number} of a test."""
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import *
 from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import *

@@ -37,6 +37,7 @@ __all__ = [
     "MigrationSafetyError",
     "acknowledge_lint",
     "add_check_constraint",
+    "add_enum_value",
     "add_foreign_key",
     "add_not_null",
     "add_primary_key",
@@ -48,6 +49,7 @@ __all__ = [
     "deploy_lock_key",
     "describe_lock_holders",
     "drop_index_concurrently",
+    "drop_old_table_name",
     "fill_on_insert",
     "is_lock_timeout",
     "keep_columns_in_step",
@@ -56,6 +58,7 @@ __all__ = [
     "migration_settings",
     "refuse_broken_concurrent_builds",
     "reindex_concurrently",
+    "rename_table",
     "set_timeouts",
     "stop_filling_on_insert",
     "stop_keeping_columns_in_step",
@@ -727,6 +730,61 @@ def reindex_concurrently(name: str, table: str) -> None:
         reindex = f"REINDEX INDEX CONCURRENTLY {_quote(name)}"
         with timeouts(statement_timeout=settings.index_build_timeout):
             with_lock_retry(lambda: op.execute(reindex), table=table)
+
+
+# --- renames of tables and enum values -----------------------------------------------------
+
+
+def rename_table(old: str, new: str, *, keep_old_name: bool = True) -> None:
+    """Rename table ``old`` to ``new``; ``old`` stays behind as a view on it until the contract.
+
+    Problem: ALTER TABLE ... RENAME is instant, but every query of the release still serving
+    names ``old`` and fails from that moment. In the same transaction, a view named ``old``
+    (``SELECT *`` of the new table) takes its place: PostgreSQL updates a simple view's table
+    through it, so the old release's reads, inserts (with the table's defaults), updates and
+    deletes go on. Drop the view with :func:`drop_old_table_name` a deploy later, once no
+    running release names ``old``. ``keep_old_name=False`` renames only (a downgrade's
+    rename back, once it dropped the view).
+    """
+    quoted_old, quoted_new = _quote(old), _quote(new)
+
+    def rename() -> None:
+        because = (
+            f"the view {old} keeps the old name working"
+            if keep_old_name
+            else f"back to the name {new} the release before this revision uses"
+        )
+        acknowledge_lint("renaming-table", because=because)
+        op.rename_table(old, new)
+        if keep_old_name:
+            view = f"CREATE VIEW {quoted_old} AS SELECT * FROM {quoted_new}"  # noqa: S608 (quoted)
+            op.execute(view)
+
+    with_lock_retry(rename, table=old)
+
+
+def drop_old_table_name(old: str) -> None:
+    """Drop the view :func:`rename_table` left under the old name: the contract step, for a
+    deploy whose release still serving no longer names ``old``."""
+    acknowledge_lint("ban-drop-view", because=f"the contract of a table rename: {old} unused")
+    op.execute(f"DROP VIEW IF EXISTS {_quote(old)}")
+
+
+def add_enum_value(enum: str, value: str, *, after: str | None = None) -> None:
+    """Add ``value`` to the enum type ``enum``, committed on its own so it can be used at once.
+
+    ``ALTER TYPE ... ADD VALUE`` changes the catalog only; inside a transaction the new value
+    cannot be used until it commits, so it runs in an autocommit block, ``IF NOT EXISTS`` to
+    run again safely. An enum value cannot be removed or safely renamed: to rename one, add
+    the new value, move the rows in batches (backfill_in_batches), and stop writing the old.
+    """
+    position = f" AFTER {compiled_sql(sa.literal(after))}" if after else ""
+    statement = (
+        f"ALTER TYPE {_quote(enum)} ADD VALUE IF NOT EXISTS"
+        f" {compiled_sql(sa.literal(value))}{position}"
+    )
+    with op.get_context().autocommit_block():
+        op.execute(literal_sql(statement))
 
 
 # --- triggers: renames (expand and contract) and fills for the release still serving ---------

@@ -159,9 +159,10 @@ FIXES: dict[str, Fix] = {
         " model, and make revision writes it), the old one dropped a deploy later",
         "Rename a column",
     ),
-    "renaming-table": Fix(
-        "expand and contract: a new table kept in step, reads switched, the old one dropped a"
-        " deploy later",
+    "renaming-table": _fix(
+        "rename_table",
+        "rename_table(old, new): the old name stays as a view on the table until"
+        " drop_old_table_name, a deploy later",
         "Rename a table",
     ),
     "ban-drop-column": REMOVE,
@@ -172,6 +173,12 @@ FIXES: dict[str, Fix] = {
         "Fill or fix data in batches",
     ),
     "ban-drop-database": Fix("never from a migration", "Don't, and why"),
+    "ban-drop-default": Fix(
+        "only once every release still serving writes the column itself; then"
+        " acknowledge_lint('ban-drop-default', because=...)",
+        "Constant defaults",
+        "acknowledge_lint",
+    ),
     "ban-drop-constraint": Fix(
         "only once no release still serving relies on what it guarantees; then"
         " acknowledge_lint('ban-drop-constraint', because=...)",
@@ -197,14 +204,16 @@ FIXES: dict[str, Fix] = {
     "prefer-timestamptz": Fix("DateTime(timezone=True): timestamptz", "Create a table"),
     "ban-char-field": Fix("text or varchar(n)", "Create a table"),
     "prefer-repack": REWRITE,
-    "require-lock-timeout": Fix("env.py sets lock_timeout: run through it", "What `env.py` does"),
+    "require-lock-timeout": Fix(
+        "env.py sets lock_timeout: run through it", "What `env.py` does for every run"
+    ),
     "require-statement-timeout": Fix(
-        "env.py sets statement_timeout: run through it", "What `env.py` does"
+        "env.py sets statement_timeout: run through it", "What `env.py` does for every run"
     ),
     "transaction-nesting": Fix(
         "no BEGIN/COMMIT of your own: Alembic's transaction per revision, autocommit_block()"
         " for what cannot run in one",
-        "What `env.py` does",
+        "What `env.py` does for every run",
     ),
     # The toolkit's rules.
     "whole-table-dml": _fix(
@@ -244,9 +253,10 @@ FIXES: dict[str, Fix] = {
         "Add a column",
     ),
     "exclusion-constraint": EXCLUSION,
-    "rename-enum-value": Fix(
-        "add the new value (ALTER TYPE ... ADD VALUE), move the rows in batches, stop writing"
-        " the old one; the old value stays in the type",
+    "rename-enum-value": _fix(
+        "add_enum_value",
+        "add_enum_value(enum, new), move the rows in batches (backfill_in_batches), stop"
+        " writing the old one; the old value stays in the type",
         "Enum values",
     ),
     "rename-schema": Fix(
@@ -293,10 +303,12 @@ def fix_for(rule: str, node: Any = None) -> Fix:
             "delete_in_batches(table, key=..., where=...)",
             "Fill or fix data in batches",
         )
-    return FIXES.get(
-        rule,
-        Fix(f"see {SQUAWK_DOCS}{rule} and acknowledge_lint if it does not apply", "Don't, and why"),
-    )
+    if rule in FIXES:
+        return FIXES[rule]
+    if rule.startswith("ban-drop-"):
+        return REMOVE
+    advice = f"see {SQUAWK_DOCS}{rule} and acknowledge_lint if it does not apply"
+    return Fix(advice, "Don't, and why")
 
 
 def _added_constraint(node: Any) -> Any:
@@ -685,64 +697,114 @@ def _catalog_only_type_change(schema: Schema, node: Any) -> bool:
     )
 
 
+STYLE_RULES = frozenset(
+    {
+        "prefer-bigint-over-int",
+        "prefer-bigint-over-smallint",
+        "prefer-identity",
+        "prefer-timestamptz",
+        "prefer-text-field",
+        "ban-char-field",
+    }
+)
+"""Rules about how new columns should be typed: a downgrade puts back what was, as it was."""
+
+
+def _last(names: Any) -> str:
+    """The object's own name, from a qualified name (``("public", "orders")``)."""
+    return str(names[-1].sval) if names else ""
+
+
+def _dropped_names(node: Any) -> list[str]:
+    """The names of the objects a DROP statement drops."""
+    names = []
+    for obj in node.objects or ():
+        if isinstance(obj, ast.TypeName):
+            names.append(_last(obj.names))
+        elif isinstance(obj, ast.ObjectWithArgs):
+            names.append(_last(obj.objname))
+        elif isinstance(obj, tuple | list):
+            names.append(_last(obj))
+    return names
+
+
 def _undone_by_downgrade(created: "Created", rule: str, node: Any) -> bool:
-    """In a downgrade, a drop of what the same revision's upgrade created is its undo."""
+    """In a downgrade, a drop of what the same revision's upgrade created is its undo, and a
+    column it puts back keeps the type it had."""
+    if rule in STYLE_RULES:
+        return True
+    if isinstance(node, ast.DropStmt):
+        names = _dropped_names(node)
+        if rule == "require-concurrent-index-deletion":
+            # The index of a table this downgrade drops next (the upgrade created both).
+            return all(created.indexes.get(name) in created.tables for name in names)
+        return rule.startswith("ban-drop-") and all(name in created.objects for name in names)
     table = _table(node)
-    if rule == "ban-drop-table" and isinstance(node, ast.DropStmt):
-        return all(name[-1].sval in created.tables for name in node.objects or ())
-    if rule == "ban-drop-column":
-        return all(
-            (table, cmd.name) in created.columns or table in created.tables
-            for cmd in _alter_commands(node)
-            if cmd.subtype == AlterTableType.AT_DropColumn
-        )
-    if rule == "ban-drop-constraint":
-        return all(
-            cmd.name in created.constraints or table in created.tables
-            for cmd in _alter_commands(node)
-            if cmd.subtype == AlterTableType.AT_DropConstraint
-        )
-    if rule == "ban-drop-not-null":
-        return all(
-            (table, cmd.name) in created.columns | created.not_null
-            for cmd in _alter_commands(node)
-            if cmd.subtype == AlterTableType.AT_DropNotNull
-        )
-    if rule == "require-concurrent-index-deletion" and isinstance(node, ast.DropStmt):
-        # The index of a table this downgrade drops next (the upgrade created both).
-        return all(
-            created.indexes.get(name[-1].sval) in created.tables for name in node.objects or ()
-        )
-    return False
+    undone = {
+        AlterTableType.AT_DropColumn: created.columns,
+        AlterTableType.AT_DropNotNull: created.columns | created.not_null,
+        AlterTableType.AT_ColumnDefault: created.columns | created.defaults,
+    }
+    commands = [
+        cmd
+        for cmd in _alter_commands(node)
+        if cmd.subtype in undone or cmd.subtype == AlterTableType.AT_DropConstraint
+    ]
+
+    def created_here(cmd: Any) -> bool:
+        if table in created.tables:
+            return True
+        if cmd.subtype == AlterTableType.AT_DropConstraint:
+            return cmd.name in created.objects
+        return (table, cmd.name) in undone[cmd.subtype]
+
+    return rule.startswith("ban-drop-") and bool(commands) and all(map(created_here, commands))
 
 
 @dataclass
 class Created:
     """What a revision's upgrade created: its downgrade may drop it again."""
 
+    objects: set[str] = field(default_factory=set)
+    """Tables, views, types, functions, sequences, indexes and constraints, by name."""
     tables: set[str] = field(default_factory=set)
     columns: set[tuple[str, str]] = field(default_factory=set)
     not_null: set[tuple[str, str]] = field(default_factory=set)
-    constraints: set[str] = field(default_factory=set)
+    defaults: set[tuple[str, str]] = field(default_factory=set)
     indexes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def by(cls, upgrade: Sequence[Statement]) -> "Created":
         created = cls()
         for statement in upgrade:
-            node, table = statement.node, _table(statement.node)
-            if isinstance(node, ast.CreateStmt):
-                created.tables.add(table)
-            elif isinstance(node, ast.IndexStmt) and node.idxname:
-                created.indexes[node.idxname] = table
-            for cmd in _alter_commands(node):
-                if cmd.subtype == AlterTableType.AT_AddColumn:
-                    created.columns.add((table, cmd.def_.colname))
-                elif cmd.subtype == AlterTableType.AT_SetNotNull:
-                    created.not_null.add((table, cmd.name))
-                elif cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_.conname:
-                    created.constraints.add(cmd.def_.conname)
+            created._add(statement.node)
         return created
+
+    def _add(self, node: Any) -> None:
+        table = _table(node)
+        if isinstance(node, ast.CreateStmt):
+            self.tables.add(table)
+            self.objects.add(table)
+        elif isinstance(node, ast.IndexStmt) and node.idxname:
+            self.indexes[node.idxname] = table
+            self.objects.add(node.idxname)
+        elif isinstance(node, ast.ViewStmt):
+            self.objects.add(getattr(node.view, "relname", ""))
+        elif isinstance(node, ast.CreateEnumStmt):
+            self.objects.add(_last(node.typeName))
+        elif isinstance(node, ast.CreateFunctionStmt):
+            self.objects.add(_last(node.funcname))
+        elif isinstance(node, ast.CreateSeqStmt):
+            self.objects.add(getattr(node.sequence, "relname", ""))
+        for cmd in _alter_commands(node):
+            if cmd.subtype == AlterTableType.AT_AddColumn:
+                self.columns.add((table, cmd.def_.colname))
+            elif cmd.subtype == AlterTableType.AT_SetNotNull:
+                self.not_null.add((table, cmd.name))
+            elif cmd.subtype == AlterTableType.AT_ColumnDefault and cmd.def_ is not None:
+                self.defaults.add((table, cmd.name))
+            elif cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_.conname:
+                self.objects.add(cmd.def_.conname)
 
 
 # --- rendering and running ------------------------------------------------------------------------
