@@ -35,6 +35,7 @@ __all__ = [
     "WHOLE_TABLE_DML",
     "WRITE_LOCK_MODES",
     "MigrationSafetyError",
+    "UnwrittenValueError",
     "acknowledge_lint",
     "add_check_constraint",
     "add_enum_value",
@@ -63,6 +64,7 @@ __all__ = [
     "stop_filling_on_insert",
     "stop_keeping_columns_in_step",
     "timeouts",
+    "value_to_write",
     "with_lock_retry",
 ]
 

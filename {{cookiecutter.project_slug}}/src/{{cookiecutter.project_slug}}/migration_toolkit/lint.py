@@ -155,8 +155,9 @@ FIXES: dict[str, Fix] = {
     "adding-serial-primary-key-field": PRIMARY_KEY,
     "renaming-column": _fix(
         "keep_columns_in_step",
-        "expand and contract: the new column kept in step (info={'renamed_from': ...} in the"
-        " model, and make revision writes it), the old one dropped a deploy later",
+        "expand and contract: a new column kept in step by keep_columns_in_step (mark it"
+        " info={'renamed_from': ...} in the model, and make revision writes it), the old one"
+        " dropped a deploy later",
         "Rename a column",
     ),
     "renaming-table": _fix(
@@ -882,8 +883,20 @@ def _statement_at(found: Sequence[Statement], line: int) -> Statement | None:
     return next((s for s in found if s.first_line <= line <= s.last_line), None)
 
 
+SAID_BETTER = {
+    "constraint-missing-not-valid": frozenset({"exclusion-constraint"}),
+    "renaming-object": frozenset({"rename-enum-value", "rename-schema"}),
+}
+"""squawk's rules that the toolkit's own say better for some statements (with a fix that
+PostgreSQL can follow): squawk's finding is left out where one of these was found."""
+
+
 def _toolkit_findings(
-    context: Context, found: Sequence[Statement], where: str, direction: str
+    context: Context,
+    found: Sequence[Statement],
+    where: str,
+    direction: str,
+    flagged: set[tuple[int, str]],
 ) -> Iterator[Finding]:
     for statement in found:
         node = statement.node
@@ -894,6 +907,7 @@ def _toolkit_findings(
             context.locked.clear()
         for rule in RULES:
             for name, message in rule(context, statement):
+                flagged.add((id(statement), name))
                 if not statement.waived(name):
                     yield Finding(
                         where, direction, name, message, statement.text, fix_for(name, node)
@@ -909,6 +923,7 @@ def lint(alembic_ini: Path, squawk: str) -> tuple[list[Finding], int]:
     root = alembic_ini.parent
     findings: list[Finding] = []
     schema = Schema()
+    flagged: set[tuple[int, str]] = set()
     with tempfile.TemporaryDirectory() as tmp:
         parsed: dict[Path, tuple[Rendered, list[Statement], Schema, Created]] = {}
         for number, (upgrade, downgrade) in enumerate(revisions):
@@ -919,17 +934,15 @@ def lint(alembic_ini: Path, squawk: str) -> tuple[list[Finding], int]:
                     findings.append(_render_failure(where, rendered))
                     break  # a downgrade is read against its upgrade: that must render first
                 found = statements(rendered.sql)
-                before = (
-                    schema
-                    if rendered.direction == "upgrade"
-                    else _after(schema, upgrade_statements)
-                )
+                # A copy, of the schema as this statement finds it: the walk goes on changing it.
+                upgraded = upgrade_statements if rendered.direction == "downgrade" else []
+                before = _after(schema, upgraded)
                 created = Created.by(upgrade_statements)
                 path = Path(tmp) / f"{number:05d}_{rendered.direction}.sql"
                 path.write_text(rendered.sql, encoding="utf-8")
                 parsed[path] = (rendered, found, before, created)
-                context = Context(Schema(dict(before.columns), dict(before.keys)))
-                findings += _toolkit_findings(context, found, where, rendered.direction)
+                context = Context(before)
+                findings += _toolkit_findings(context, found, where, rendered.direction, flagged)
                 if rendered.direction == "upgrade":
                     upgrade_statements = found
             schema.apply(upgrade_statements)
@@ -941,8 +954,8 @@ def lint(alembic_ini: Path, squawk: str) -> tuple[list[Finding], int]:
             rule = violation["rule_name"]
             if rule == "changing-column-type" and _catalog_only_type_change(before, node):
                 continue
-            if rule == "constraint-missing-not-valid" and _is_exclusion(node):
-                continue  # its own rule, with a fix PostgreSQL can follow
+            if any((id(statement), better) in flagged for better in SAID_BETTER.get(rule, ())):
+                continue  # the toolkit's own rule said it, with a fix PostgreSQL can follow
             if rendered.direction == "downgrade" and _undone_by_downgrade(created, rule, node):
                 continue
             message = f"{violation['message']} ({violation.get('help') or 'no hint'})"
@@ -952,11 +965,6 @@ def lint(alembic_ini: Path, squawk: str) -> tuple[list[Finding], int]:
                 Finding(where, rendered.direction, rule, message, text, fix_for(rule, node))
             )
     return findings, len(revisions)
-
-
-def _is_exclusion(node: Any) -> bool:
-    constraint = _added_constraint(node)
-    return constraint is not None and constraint.contype == ConstrType.CONSTR_EXCLUSION
 
 
 def _after(schema: Schema, upgrade: Sequence[Statement]) -> Schema:
