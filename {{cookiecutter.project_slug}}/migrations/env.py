@@ -4,7 +4,8 @@ Three ways in:
 - offline (``alembic upgrade head --sql``): renders SQL for the PostgreSQL dialect, no database
   and no DATABASE_URL needed;
 - a connection handed in by a caller (tests, tools) through ``config.attributes["connection"]``,
-  either a sync ``Connection`` or an ``AsyncEngine``;
+  either a sync ``Connection`` or an ``AsyncEngine`` (and other models to compare with, through
+  ``config.attributes["target_metadata"]``);
 - otherwise an async engine (NullPool) on MIGRATIONS_DATABASE_URL, else DATABASE_URL.
 
 Online, every run holds the deploy lock (one deploy migrates at a time) and runs with
@@ -44,8 +45,11 @@ log = logging.getLogger("alembic.env")
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-# The models, plus an index for every foreign key that has none (PostgreSQL makes none).
-target_metadata = index_foreign_keys({{ cookiecutter.project_slug }}.models.Base.metadata)
+# The models (or those a caller hands in: config.attributes["target_metadata"]), plus an index
+# for every foreign key that has none: PostgreSQL makes none.
+target_metadata = index_foreign_keys(
+    config.attributes.get("target_metadata", {{ cookiecutter.project_slug }}.models.Base.metadata)
+)
 DEPLOY_LOCK_KEY = deploy_lock_key("{{ cookiecutter.project_slug }}:alembic")
 
 

@@ -5,6 +5,11 @@
     extra = imports.strip() if imports else ""
     revises = down_revision if isinstance(down_revision, str) else ", ".join(down_revision or ())
 
+    def block(text):
+        """A function body: ``pass`` where it holds only comments (or nothing)."""
+        code = [line for line in (text or "").splitlines() if line.strip() and not line.strip().startswith("#")]
+        return text if code else (text + "\n    pass" if text else "pass")
+
     def literal(value):
         """Python source of a revision id (or ids, or None), quoted as ruff format wants."""
         if isinstance(value, (list, tuple)):
@@ -35,8 +40,8 @@ depends_on: str | Sequence[str] | None = ${literal(depends_on)}
 
 
 def upgrade() -> None:
-    ${upgrades if upgrades else "pass"}
+    ${block(upgrades)}
 
 
 def downgrade() -> None:
-    ${downgrades if downgrades else "pass"}
+    ${block(downgrades)}

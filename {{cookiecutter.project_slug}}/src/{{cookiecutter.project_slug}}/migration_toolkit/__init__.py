@@ -9,7 +9,10 @@ trace of ``make trace`` (``trace``). A revision imports what it uses from here::
     from {{ cookiecutter.project_slug }}.migration_toolkit import create_index_concurrently
 """
 
-from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import backfill_in_batches, delete_in_batches
+from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
+    backfill_in_batches,
+    delete_in_batches,
+)
 from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import (
     require_backfill_finished,
     schedule_backfill,

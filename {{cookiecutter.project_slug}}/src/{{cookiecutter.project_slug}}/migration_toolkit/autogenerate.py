@@ -50,6 +50,8 @@ __all__ = [
     "RENAMED_FROM",
     "RefusedChange",
     "ToolkitStep",
+    "describe_difference",
+    "describe_differences",
     "index_foreign_keys",
     "rewrites_table",
     "safe_revision_directives",
@@ -350,6 +352,60 @@ def setup(plugin: Plugin) -> None:
 Plugin.setup_plugin_from_module(sys.modules[__name__], PLUGIN)
 
 
+# --- differences, as a person reads them -------------------------------------------------------
+
+
+def _kind(constraint: Any) -> str:
+    kinds = {
+        sa.CheckConstraint: "CHECK",
+        sa.UniqueConstraint: "UNIQUE",
+        sa.ForeignKeyConstraint: "foreign key",
+        sa.PrimaryKeyConstraint: "primary key",
+    }
+    return next(
+        (name for kind, name in kinds.items() if isinstance(constraint, kind)), "constraint"
+    )
+
+
+def _sides(added: bool) -> str:
+    return "in the models, not in the database" if added else "in the database, not in the models"
+
+
+def describe_difference(diff: tuple[Any, ...]) -> str:
+    """One of ``alembic check``'s differences as a line naming the table, the column and what
+    differs (``posts.created_on: nullable in the database, NOT NULL in the models``)."""
+    what = diff[0]
+    if what in ("add_table", "remove_table"):
+        return f"table {diff[1].name}: {_sides(what == 'add_table')}"
+    if what in ("add_column", "remove_column"):
+        return f"{diff[2]}.{diff[3].name}: {_sides(what == 'add_column')}"
+    if what in ("add_index", "remove_index"):
+        index = diff[1]
+        return f"{index.table.name}: index {index.name} {_sides(what == 'add_index')}"
+    if what in ("add_constraint", "remove_constraint", "add_fk", "remove_fk"):
+        constraint = diff[1]
+        added = what.startswith("add")
+        return f"{constraint.table.name}: {_kind(constraint)} {constraint.name} {_sides(added)}"
+    if what.startswith("modify_"):
+        table, column, database, models = diff[2], diff[3], diff[5], diff[6]
+        if what == "modify_nullable":
+            null = {True: "nullable", False: "NOT NULL"}
+            return (
+                f"{table}.{column}: {null[database]} in the database, {null[models]} in the models"
+            )
+        attribute = what.removeprefix("modify_").replace("_", " ")
+        return f"{table}.{column}: {attribute} {database} in the database, {models} in the models"
+    return repr(diff)
+
+
+def describe_differences(diffs: Sequence[Any]) -> list[str]:
+    """:func:`describe_difference` of each (a column's several changes come as a list)."""
+    lines = []
+    for diff in diffs:
+        lines += [describe_difference(d) for d in (diff if isinstance(diff, list) else [diff])]
+    return lines
+
+
 # --- the rewrite ------------------------------------------------------------------------------
 
 
@@ -376,6 +432,15 @@ class Revision:
         if model is None:
             return None
         return next((c.name for c in model.columns if c.info.get(RENAMED_FROM) == old), None)
+
+    def table_clause(self, table: str, *also: str) -> str:
+        """``sa.table(...)`` source for ``table``, with the columns of its model (and ``also``):
+        what a revision's data steps name, written out so the author can name any of them."""
+        model = self.metadata.tables.get(table)
+        names = [column.name for column in model.columns] if model is not None else []
+        names += [name for name in also if name not in names]
+        columns = ", ".join(f"sa.column({name!r})" for name in names)
+        return f"{_table_var(table)} = sa.table({table!r}, {columns})"
 
     def key(self, table: str) -> str | None:
         model = self.metadata.tables.get(table)
@@ -428,10 +493,7 @@ def _expand_with_value(
         helpers.append("value_to_write")
 
     def lines(context: AutogenContext) -> list[str]:
-        written = [
-            *intro,
-            f"{var} = sa.table({table!r}, sa.column({key!r}), sa.column({column.name!r}))",
-        ]
+        written = [*intro, revision.table_clause(table, str(key), column.name)]
         if fill:
             written.append(f"{column.name}_value = {value(var)}")
         retry = "lambda: {}"

@@ -45,7 +45,10 @@ from pglast.enums import (
     TransactionStmtKind,
 )
 
-from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import TOOLKIT_RULES, UnwrittenValueError
+from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
+    TOOLKIT_RULES,
+    UnwrittenValueError,
+)
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 __all__ = ["FIXES", "Finding", "Fix", "fix_for", "lint", "main", "rewrites_on_type_change"]
@@ -952,6 +955,8 @@ def lint(alembic_ini: Path, squawk: str) -> tuple[list[Finding], int]:
             statement = _statement_at(found, violation["line"])
             node = statement.node if statement else None
             rule = violation["rule_name"]
+            if statement is not None and statement.waived(rule):
+                continue  # squawk reads a waiver for one line; the toolkit's, for the statement
             if rule == "changing-column-type" and _catalog_only_type_change(before, node):
                 continue
             if any((id(statement), better) in flagged for better in SAID_BETTER.get(rule, ())):
