@@ -4,6 +4,7 @@ make target::
     backfill run [NAME...]   make backfill
     backfill status          make backfill-status
     lint [ALEMBIC_INI]       make lint (the migrations' part)
+    trace [--rev REV] ...    make trace (what each revision locks, and for how long)
 
 Each command's module is imported only when it runs: the container image, which has no dev
 tools, runs ``backfill`` without the linters ``lint`` needs.
@@ -12,7 +13,7 @@ tools, runs ``backfill`` without the linters ``lint`` needs.
 import sys
 from collections.abc import Sequence
 
-USAGE = f"usage: python -m {__package__} {{backfill,lint}} ..."
+USAGE = f"usage: python -m {__package__} {{backfill,lint,trace}} ..."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,6 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from {{ cookiecutter.project_slug }}.migration_toolkit import lint
 
         return lint.main(arguments)
+    if command == "trace":
+        from {{ cookiecutter.project_slug }}.migration_toolkit import trace
+
+        return trace.main(arguments)
     print(USAGE, file=sys.stderr)
     return 2
 
