@@ -10,6 +10,9 @@ from sqlalchemy import URL, Executable, Row, column, insert, table, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from {{ cookiecutter.project_slug }}.migration_toolkit.trace import trace_revisions
+from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
+
 from tests.conftest import alembic_config, migrate, revision_at, run_blocking
 from tests.migrations.conftest import run_alembic, run_backfills
 
@@ -195,3 +198,39 @@ def test_created_on_is_backfilled_after_the_deploy_and_required_before_not_null(
     assert later.returncode == 0, later.stderr
     not_null = "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'posts'::regclass"
     assert sql(url, f"{not_null} AND attname = 'created_on'")[0].attnotnull is True
+
+
+TRACED = (
+    "0004_users_slug_unique_not_null.py",
+    "0009_add_posts_reviewer.py",
+    "0007_expand_users_phone_number.py",
+    "0008_contract_users_phone.py",
+)
+
+
+def trace_columns(markdown: str) -> list[list[str]]:
+    """Each row of a trace table, without the milliseconds and a backfill's batch count."""
+    rows = []
+    for line in markdown.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        cells[0] = re.sub(r" \(x\d+\)`$", "`", cells[0])
+        rows.append(cells[:3] + cells[4:])
+    return rows
+
+
+def test_the_playbook_shows_the_lessons_as_make_trace_traces_them(
+    create_database: Callable[[], URL],
+) -> None:
+    playbook = (PROJECT_ROOT / "MIGRATIONS.md").read_text(encoding="utf-8")
+    shown = {
+        name: trace_columns(playbook.split(f"\n#### {name}\n", 1)[1].split("\n#", 1)[0])
+        for name in TRACED
+    }
+
+    traces = trace_revisions(create_database(), str(PROJECT_ROOT / "alembic.ini"), rows=10_000)
+
+    traced = {trace.file: trace_columns(trace.markdown()) for trace in traces}
+    assert {name: traced[name] for name in TRACED} == shown
+    assert all(trace.failures == [] for trace in traces), [t.failures for t in traces]

@@ -69,7 +69,8 @@ STRENGTH = [
     "ExclusiveLock",
     "AccessExclusiveLock",
 ]
-SAMPLE_SECONDS = 0.002
+SAMPLE_SECONDS = 0.0
+"""Between two samples: none, so that a lock held for a millisecond is seen."""
 DEFAULT_ROWS = 10_000
 DEFAULT_MAX_LOCK_MS = 1000.0
 NOT_TRACED = {"alembic_version", JOBS_TABLE}
