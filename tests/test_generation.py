@@ -225,7 +225,7 @@ def test_pre_commit_hooks_pass_on_the_render(rendered: Rendered) -> None:
         ("ruff check", "Passed"),
         ("ruff format", "Passed"),
         ("mypy (strict)", "Passed"),
-        ("squawk and whole-table-dml on the migrations", "Passed"),
+        ("migrations lint (squawk and the toolkit's rules)", "Passed"),
     ], result.stdout
 
 

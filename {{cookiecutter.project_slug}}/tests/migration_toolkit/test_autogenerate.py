@@ -384,3 +384,28 @@ async def test_a_check_constraint_only_in_the_models_is_a_difference_named_plain
         "orders.customer_id: nullable in the database, NOT NULL in the models",
         "orders: CHECK ck_orders_quantity_positive in the models, not in the database",
     ]
+
+
+async def test_a_type_change_goes_through_a_renamed_column_and_its_default_waits_for_the_contract(
+    create_database: CreateDatabase, tmp_path: Path
+) -> None:
+    url, chain = await scratch_schema(create_database, tmp_path)
+    wider = sa.Column("quantity_bigint", sa.BigInteger, nullable=False, server_default="1")
+    expanded = models(replace("quantity", wider._copy()))
+    expanded.tables["orders"].c.quantity_bigint.info[RENAMED_FROM] = "quantity"
+
+    expand = await asyncio.to_thread(autogenerate, chain, url, expanded, "expand")
+    assert "server_default" not in expand.read_text(encoding="utf-8").split("def downgrade")[0]
+    assert (await asyncio.to_thread(run_lint, chain.alembic_ini)).returncode == 0
+    await apply_under_the_old_release(chain, url)
+    assert await asyncio.to_thread(check, chain, url, expanded) == []
+    contracted = models(replace("quantity", wider._copy()))
+    contract = await asyncio.to_thread(autogenerate, chain, url, contracted, "contract")
+
+    upgrade = contract.read_text(encoding="utf-8").split("def downgrade", 1)[0]
+    assert 'op.drop_column("orders", "quantity")' in upgrade
+    assert 'server_default="1"' in upgrade
+    assert (await asyncio.to_thread(run_lint, chain.alembic_ini)).returncode == 0
+    await apply_under_the_old_release(chain, url)
+    assert await asyncio.to_thread(check, chain, url, contracted) == []
+    assert await scalar(url, "SELECT count(*) FROM orders WHERE quantity_bigint <> 1") == 0

@@ -20,7 +20,7 @@ from tests.migrations.conftest import TOOLKIT, alembic_command
 
 pytestmark = pytest.mark.slow  # a scratch database per trace: make test-all
 
-ITEMS = '''
+ITEMS = """
 def upgrade() -> None:
     op.create_table(
         "items",
@@ -32,8 +32,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("items")
-'''
-ADD_COLUMN_THEN_UPDATES = '''
+"""
+ADD_COLUMN_THEN_UPDATES = """
 items = sa.table("items", sa.column("id"), sa.column("flag"))
 
 
@@ -45,23 +45,23 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("items", "flag")
-'''
-CONCURRENT_INDEX = '''
+"""
+CONCURRENT_INDEX = """
 def upgrade() -> None:
     create_index_concurrently("ix_items_name", "items", ["name"])
 
 
 def downgrade() -> None:
     drop_index_concurrently("ix_items_name", "items")
-'''
-INTEGER_TO_BIGINT = '''
+"""
+INTEGER_TO_BIGINT = """
 def upgrade() -> None:
     op.alter_column("items", "amount", type_=sa.BigInteger())
 
 
 def downgrade() -> None:
     op.alter_column("items", "amount", type_=sa.Integer())
-'''
+"""
 ROWS = 20_000
 
 
@@ -120,9 +120,7 @@ def test_integer_to_bigint_rewrites_the_table(
     [change] = lines_on(trace, "items")
     assert change.mode == "AccessExclusiveLock"
     assert change.rewrite
-    assert trace.failures == [
-        f"{trace.file}: `{change.statement}` rewrites items ({ROWS} rows)"
-    ]
+    assert trace.failures == [f"{trace.file}: `{change.statement}` rewrites items ({ROWS} rows)"]
 
 
 def run_trace(chain: ScratchChain, url: URL, *args: str) -> subprocess.CompletedProcess[str]:
@@ -184,5 +182,7 @@ async def test_the_scratch_database_is_dropped_and_the_traced_one_untouched(
     async with connect(url) as connection:
         version = await connection.execute(text("SELECT version_num FROM alembic_version"))
         assert version.scalar() == chain.revisions[0]  # where it was: the trace ran elsewhere
-        indexes = await connection.execute(text("SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_items_name'"))
+        indexes = await connection.execute(
+            text("SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_items_name'")
+        )
         assert indexes.scalar() == 0

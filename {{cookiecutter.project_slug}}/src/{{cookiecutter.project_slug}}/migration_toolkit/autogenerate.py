@@ -442,6 +442,11 @@ class Revision:
         columns = ", ".join(f"sa.column({name!r})" for name in names)
         return f"{_table_var(table)} = sa.table({table!r}, {columns})"
 
+    def renamed_from(self, table: str, column: str) -> str | None:
+        """The old name the model gives ``table.column``, if it marks it renamed."""
+        model_column = self.model_column(table, column)
+        return model_column.info.get(RENAMED_FROM) if model_column is not None else None
+
     def key(self, table: str) -> str | None:
         model = self.metadata.tables.get(table)
         primary = list(model.primary_key.columns) if model is not None else []
@@ -613,7 +618,9 @@ def _restore_dropped(revision: Revision, operation: ops.AddColumnOp) -> ToolkitS
 def _rename_expand(revision: Revision, operation: ops.AddColumnOp, old: str) -> ToolkitStep:
     table, column = operation.table_name, operation.column
     new, var, key = column.name, _table_var(table), revision.key(table)
-    nullable = ops.AddColumnOp(table, _without(column, nullable=True))
+    # No default yet: the trigger fills the new column from the old one, and a default would
+    # win over the value the release still serving writes there. It comes with the contract.
+    nullable = ops.AddColumnOp(table, _without(column, nullable=True, server_default=None))
     revision.renamed[(table, new)] = old
     intro = comment(
         f"{table}.{old} renamed to {table}.{new}: the expand step. Both columns are kept in step"
@@ -875,6 +882,16 @@ def _rewrite_table(
                     continue
             written.append(_drop_column(operation, upgrading=upgrading))
         elif isinstance(operation, ops.AlterColumnOp):
+            old = revision.renamed_from(table, operation.column_name)
+            if old is not None and old in in_database and operation.modify_server_default:
+                # Renamed, contract to come: its default waits for the contract (see above).
+                operation = copy.copy(operation)
+                operation.modify_server_default = False
+                if not any(
+                    getattr(operation, a) not in (None, False)
+                    for a in ("modify_nullable", "modify_type", "modify_comment")
+                ):
+                    continue
             written.extend(_alter_column(revision, operation, upgrading=upgrading))
         elif isinstance(operation, ops.CreateIndexOp):
             written.append(_create_index(operation, dialect))
