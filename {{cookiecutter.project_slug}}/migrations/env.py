@@ -22,7 +22,7 @@ from alembic import context
 from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
 from pydantic import ValidationError
-from sqlalchemy import Connection, pool, text
+from sqlalchemy import Connection, MetaData, pool, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import {{ cookiecutter.project_slug }}.models
@@ -45,11 +45,17 @@ log = logging.getLogger("alembic.env")
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-# The models (or those a caller hands in: config.attributes["target_metadata"]), plus an index
-# for every foreign key that has none: PostgreSQL makes none.
-target_metadata = index_foreign_keys(
-    config.attributes.get("target_metadata", {{ cookiecutter.project_slug }}.models.Base.metadata)
-)
+
+def models_metadata() -> MetaData:
+    """The models, or those a caller hands in (``config.attributes["target_metadata"]``)."""
+    handed_in = config.attributes.get("target_metadata")
+    if isinstance(handed_in, MetaData):
+        return handed_in
+    return {{ cookiecutter.project_slug }}.models.Base.metadata
+
+
+# The models, plus an index for every foreign key that has none: PostgreSQL makes none.
+target_metadata = index_foreign_keys(models_metadata())
 DEPLOY_LOCK_KEY = deploy_lock_key("{{ cookiecutter.project_slug }}:alembic")
 
 
