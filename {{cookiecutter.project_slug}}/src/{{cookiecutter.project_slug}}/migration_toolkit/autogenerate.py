@@ -23,7 +23,7 @@ key blocks two tables, a NOT NULL column fails on a filled table, a renamed attr
   appears, unmarked: refused, never an add and a drop.
 
 Tables created in the same revision keep Alembic's plain operations: nobody uses them yet.
-A refusal ends ``make revision`` with one ``FAILED:`` line per change and writes no file.
+A refusal ends ``make revision`` with a ``FAILED:`` line, one bullet per change, and no file.
 """
 
 import copy
@@ -615,9 +615,35 @@ def _restore_dropped(revision: Revision, operation: ops.AddColumnOp) -> ToolkitS
     return ToolkitStep([operation], lambda context: [*intro, *step.lines(context)], step.helpers)
 
 
+def _kept_in_step(revision: Revision, added: ops.AddColumnOp, old: str, new: str) -> Lines:
+    """Add ``added``'s column, keep ``old`` and ``new`` in step (a trigger), and fill the added
+    one from the other in batches: a rename's expand, or its contract's undo."""
+    table, target = added.table_name, added.column.name
+    source = old if target == new else new
+    var, key, c = _table_var(table), revision.key(table), f"{_table_var(table)}.c"
+
+    def lines(context: AutogenContext) -> list[str]:
+        return [
+            f"{var} = sa.table({table!r}, sa.column({key!r}), sa.column({old!r}),"
+            f" sa.column({new!r}))",
+            call("with_lock_retry", Code(f"lambda: {alembic_op(added)(context)}"), table=table),
+            call("keep_columns_in_step", table, old, new),
+            call(
+                "backfill_in_batches",
+                Code(var),
+                key=Code(f"{c}[{key!r}]"),
+                values={target: Code(f"{c}[{source!r}]")},
+                pending=Code(f"{c}[{target!r}].is_(None) & {c}[{source!r}].is_not(None)"),
+                label=f"{table}.{target}",
+            ),
+        ]
+
+    return lines
+
+
 def _rename_expand(revision: Revision, operation: ops.AddColumnOp, old: str) -> ToolkitStep:
     table, column = operation.table_name, operation.column
-    new, var, key = column.name, _table_var(table), revision.key(table)
+    new = column.name
     # No default yet: the trigger fills the new column from the old one, and a default would
     # win over the value the release still serving writes there. It comes with the contract.
     nullable = ops.AddColumnOp(table, _without(column, nullable=True, server_default=None))
@@ -629,23 +655,10 @@ def _rename_expand(revision: Revision, operation: ops.AddColumnOp, old: str) -> 
         " 'Rename a column')."
     )
 
+    kept = _kept_in_step(revision, nullable, old, new)
+
     def lines(context: AutogenContext) -> list[str]:
-        c = f"{var}.c"
-        written = [
-            *intro,
-            f"{var} = sa.table({table!r}, sa.column({key!r}), sa.column({old!r}),"
-            f" sa.column({new!r}))",
-            call("with_lock_retry", Code(f"lambda: {alembic_op(nullable)(context)}"), table=table),
-            call("keep_columns_in_step", table, old, new),
-            call(
-                "backfill_in_batches",
-                Code(var),
-                key=Code(f"{c}[{key!r}]"),
-                values={new: Code(f"{c}[{old!r}]")},
-                pending=Code(f"{c}[{new!r}].is_(None) & {c}[{old!r}].is_not(None)"),
-                label=f"{table}.{new}",
-            ),
-        ]
+        written = [*intro, *kept(context)]
         if not column.nullable:
             written.append(call("add_not_null", table, new))
         return written
@@ -938,25 +951,7 @@ def _restore_after_contract(
     restored = ops.AddColumnOp(
         table, _without(operation.column, nullable=True, server_default=None)
     )
-    var, key = _table_var(table), revision.key(table)
-
-    def lines(context: AutogenContext) -> list[str]:
-        c = f"{var}.c"
-        return [
-            f"{var} = sa.table({table!r}, sa.column({key!r}), sa.column({old!r}),"
-            f" sa.column({new!r}))",
-            call("with_lock_retry", Code(f"lambda: {alembic_op(restored)(context)}"), table=table),
-            call("keep_columns_in_step", table, old, new),
-            call(
-                "backfill_in_batches",
-                Code(var),
-                key=Code(f"{c}[{key!r}]"),
-                values={old: Code(f"{c}[{new!r}]")},
-                pending=Code(f"{c}[{old!r}].is_(None) & {c}[{new!r}].is_not(None)"),
-                label=f"{table}.{old}",
-            ),
-        ]
-
+    lines = _kept_in_step(revision, restored, old, new)
     return ToolkitStep(
         [operation], lines, ["with_lock_retry", "keep_columns_in_step", "backfill_in_batches"]
     )

@@ -672,12 +672,17 @@ def add_unique_constraint(name: str, table: str, columns: Sequence[str]) -> None
     CONCURRENTLY first, then attach it: ``ADD CONSTRAINT ... UNIQUE USING INDEX`` is instant.
     """
     create_index_concurrently(name, table, columns, unique=True)
+    _attach_index(name, table, "UNIQUE")
+
+
+def _attach_index(name: str, table: str, kind: str) -> None:
+    """``ADD CONSTRAINT name <kind> USING INDEX name``: instant, the index is built already."""
     if _constraint_exists(table, name):
         return
     with op.get_context().autocommit_block():
         statement = (
             f"ALTER TABLE {_quote(table)} ADD CONSTRAINT {_quote(name)}"
-            f" UNIQUE USING INDEX {_quote(name)}"
+            f" {kind} USING INDEX {_quote(name)}"
         )
         with_lock_retry(lambda: op.execute(statement), table=table)
 
@@ -693,14 +698,7 @@ def add_primary_key(name: str, table: str, columns: Sequence[str]) -> None:
     for column in columns:
         add_not_null(table, column)
     create_index_concurrently(name, table, columns, unique=True)
-    if _constraint_exists(table, name):
-        return
-    with op.get_context().autocommit_block():
-        statement = (
-            f"ALTER TABLE {_quote(table)} ADD CONSTRAINT {_quote(name)}"
-            f" PRIMARY KEY USING INDEX {_quote(name)}"
-        )
-        with_lock_retry(lambda: op.execute(statement), table=table)
+    _attach_index(name, table, "PRIMARY KEY")
 
 
 def reindex_concurrently(name: str, table: str) -> None:
