@@ -49,6 +49,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_orders_reference", "orders", ["reference"])
     op.execute("CREATE TYPE order_state AS ENUM ('new', 'paid')")
+    op.create_check_constraint(
+        "ck_orders_reference", "orders", "reference <> ''", postgresql_not_valid=True
+    )
 
 
 def downgrade() -> None:
@@ -233,6 +236,13 @@ PROBES = [
         (up("dml-after-ddl", "let the DDL commit first", "Fill or fix data in batches"),) * 2,
     ),
     Probe(
+        "validate-in-the-transaction-of-ddl",
+        '    op.add_column("orders", sa.Column("memo", sa.Text(), nullable=True))\n'
+        '    op.execute("ALTER TABLE orders VALIDATE CONSTRAINT ck_orders_reference")',
+        '    op.drop_column("orders", "memo")',
+        (up("dml-after-ddl", "let the DDL commit first", "Fill or fix data in batches"),),
+    ),
+    Probe(
         "do-block",
         """    op.execute("DO $$ BEGIN EXECUTE 'UPDATE orders SET note = note'; END $$")""",
         expected=(up("dynamic-sql", "write its statements as op calls", "What `make lint` says"),),
@@ -347,7 +357,7 @@ STRONG_MIGRATIONS = {
     "execute (SQL that cannot be checked)": "do-block",
     "backfilling data in the DDL's transaction": BATCHES_AFTER_DDL,
     "remove_index (opt-in)": "plain-drop-index-in-the-downgrade",
-    "validate_*_constraint while writes are blocked": BATCHES_AFTER_DDL,
+    "validate_*_constraint while writes are blocked": "validate-in-the-transaction-of-ddl",
 }
 
 

@@ -507,6 +507,8 @@ class Context:
     created: set[str] = field(default_factory=set)
     locked: dict[str, str] = field(default_factory=dict)
     """table -> the DDL that locked it against writes, in the open transaction."""
+    in_transaction: bool = False
+    """Between BEGIN and COMMIT; outside (an autocommit block), each statement commits alone."""
 
 
 def _is_constant(node: Any) -> bool:
@@ -541,6 +543,10 @@ def _bounds_key(node: Any, key: set[str]) -> bool:
 
 
 def _data_change(node: Any) -> str | None:
+    """What reads or writes every row: DML, or the scan of a VALIDATE CONSTRAINT."""
+    commands = _alter_commands(node)
+    if commands and all(c.subtype == AlterTableType.AT_ValidateConstraint for c in commands):
+        return "VALIDATE CONSTRAINT"
     if isinstance(node, ast.UpdateStmt):
         return "UPDATE"
     if isinstance(node, ast.DeleteStmt):
@@ -577,9 +583,8 @@ def dml_after_ddl(context: Context, statement: Statement) -> list[tuple[str, str
     return [
         (
             "dml-after-ddl",
-            f"{verb} of {table} in the transaction of {context.locked[table]!r}: that DDL's lock"
-            " is held until commit, so reads and writes of the table wait through the whole"
-            " data change",
+            f"{verb} on {table} in the transaction of {context.locked[table]!r}: that DDL's lock"
+            " is held until commit, so reads and writes of the table wait through all of it",
         )
     ]
 
@@ -903,10 +908,11 @@ def _toolkit_findings(
 ) -> Iterator[Finding]:
     for statement in found:
         node = statement.node
-        if isinstance(node, ast.TransactionStmt) and node.kind in (
-            TransactionStmtKind.TRANS_STMT_COMMIT,
-            TransactionStmtKind.TRANS_STMT_ROLLBACK,
-        ):
+        if isinstance(node, ast.TransactionStmt):
+            context.in_transaction = node.kind in (
+                TransactionStmtKind.TRANS_STMT_BEGIN,
+                TransactionStmtKind.TRANS_STMT_START,
+            )
             context.locked.clear()
         for rule in RULES:
             for name, message in rule(context, statement):
@@ -915,9 +921,10 @@ def _toolkit_findings(
                     yield Finding(
                         where, direction, name, message, statement.text, fix_for(name, node)
                     )
+        table = _writes_blocked_by(node)
         if isinstance(node, ast.CreateStmt):
             context.created.add(_table(node))
-        elif (table := _writes_blocked_by(node)) and table not in context.created:
+        elif table and context.in_transaction and table not in context.created:
             context.locked[table] = statement.text.split("\n", 1)[0][:80]
 
 
