@@ -149,6 +149,19 @@ PROBES = [
         ),
     ),
     Probe(
+        "generated-column",
+        '    doubled = sa.Column("doubled", sa.BigInteger(), sa.Computed("quantity * 2"))\n'
+        '    op.add_column("orders", doubled)',
+        '    op.drop_column("orders", "doubled")',
+        (
+            up(
+                "adding-field-with-default",
+                "a plain nullable column: a sequence",
+                "Add a NOT NULL column",
+            ),
+        ),
+    ),
+    Probe(
         "foreign-key",
         "    op.create_foreign_key(\n"
         '        "fk_orders_customer_id", "orders", "customers", ["customer_id"], ["id"]\n'
@@ -342,7 +355,7 @@ STRONG_MIGRATIONS = {
     "rename_enum_value": "rename-enum-value",
     "create_table force": "drop-table",
     "add_column_auto_incrementing": "identity-column",
-    "add_column_generated_stored": "identity-column",
+    "add_column_generated_stored": "generated-column",
     "add_column_default (volatile)": "volatile-default",
     "add_column_default_callable": "volatile-default",
     "add_column_json": "json-column",
