@@ -137,7 +137,6 @@ class Recorder:
     transaction_ends: list[float] = field(default_factory=list)
     episodes: list[Episode] = field(default_factory=list)
     pid: int | None = None
-    _held: set[tuple[str, str]] = field(default_factory=set)
     _storage: dict[str, int] = field(default_factory=dict)
 
     def listen(self, engine: AsyncEngine) -> None:
@@ -315,7 +314,7 @@ def _lines(recorder: Recorder, rows: dict[str, int]) -> list[Line]:
                     shape=_shape(statement.text),
                 )
             )
-    return _fold_repeats(found, statements)
+    return _fold_repeats(found)
 
 
 def _shown(sql: str) -> str:
@@ -327,7 +326,7 @@ def _key(line: Line) -> tuple[str, str, str, bool]:
     return (line.shape, line.table, line.mode, line.rewrite)
 
 
-def _fold_repeats(lines: list[Line], statements: list[Statement]) -> list[Line]:
+def _fold_repeats(lines: list[Line]) -> list[Line]:
     """A statement repeated on the same table (a backfill's batches, with its queries between
     them): one line, with the longest hold and how many times it ran."""
     folded: list[Line] = []
@@ -594,8 +593,7 @@ def _trace_attempt(url: URL, alembic_ini: str, revision: str, path: str, rows: i
     finally:
         sampler.stop.set()
         sampler.join()
-    file = os.path.relpath(path, PROJECT_ROOT) if path.startswith(str(PROJECT_ROOT)) else path
-    return Trace(revision, os.path.basename(file), _lines(recorder, counts))
+    return Trace(revision, os.path.basename(path), _lines(recorder, counts))
 
 
 def main(argv: Sequence[str]) -> int:
