@@ -233,6 +233,8 @@ def test_rendered_project_passes_its_linters(rendered: Rendered) -> None:
     assert "All checks passed!" in output
     assert "Success: no issues found" in output
     assert "Found 0 issues in" in output  # squawk, on every revision's SQL
+    zizmor_ran = "No findings to report." in output  # on the workflow and dependabot.yml
+    assert zizmor_ran == (rendered.combination.answers.get("ci") != "none")
 
 
 def test_rendered_test_suite_passes_on_real_postgresql(

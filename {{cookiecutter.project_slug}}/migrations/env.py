@@ -6,7 +6,11 @@ Three ways in:
 - a connection handed in by a caller (tests, tools) through ``config.attributes["connection"]``,
   either a sync ``Connection`` or an ``AsyncEngine`` (and other models to compare with, through
   ``config.attributes["target_metadata"]``);
-- otherwise an async engine (NullPool) on MIGRATIONS_DATABASE_URL, else DATABASE_URL.
+- otherwise an async engine (NullPool) on MIGRATIONS_DATABASE_URL, else DATABASE_URL (libpq's
+  ``sslmode`` and friends allowed), giving up after DATABASE_CONNECT_TIMEOUT. A failure to
+  connect is one line naming user@host:port/database and what to check (``SHOW_TRACEBACK=1``
+  for the traceback); a transaction pooler nobody declared is refused before anything runs, and
+  the session's settings are reset before the connection is closed.
 
 Online, every run holds the deploy lock (one deploy migrates at a time) and runs with
 lock_timeout and statement_timeout set; offline, the SQL starts with the same SET statements.
@@ -26,6 +30,14 @@ from sqlalchemy import Connection, MetaData, pool, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import {{ cookiecutter.project_slug }}.models
+from {{ cookiecutter.project_slug }}.db.connect import (
+    POOLER_DETECTED,
+    database_target,
+    describe_failure,
+    show_traceback,
+    through_transaction_pooler,
+    where,
+)
 from {{ cookiecutter.project_slug }}.migration_toolkit.autogenerate import (
     AUTOGENERATE_PLUGINS,
     index_foreign_keys,
@@ -35,9 +47,10 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import JOBS
 from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     deploy_lock,
     deploy_lock_key,
+    reset_session,
     set_timeouts,
 )
-from {{ cookiecutter.project_slug }}.settings import MigrationSettings, get_settings
+from {{ cookiecutter.project_slug }}.settings import MigrationSettings, SettingsError, get_settings
 
 config = context.config
 log = logging.getLogger("alembic.env")
@@ -152,9 +165,19 @@ def do_run_migrations(
         context.run_migrations()
 
 
+class TransactionPoolerError(RuntimeError):
+    """The connection goes through a transaction pooler that nobody declared."""
+
+
 def run_under_deploy_lock(connection: Connection, limits: MigrationSettings) -> None:
-    with deploy_lock(connection, DEPLOY_LOCK_KEY, wait_seconds=limits.deploy_lock_wait):
-        do_run_migrations(connection, limits)
+    if through_transaction_pooler(connection):
+        raise TransactionPoolerError(POOLER_DETECTED.format(where=where(connection.engine.url)))
+    try:
+        with deploy_lock(connection, DEPLOY_LOCK_KEY, wait_seconds=limits.deploy_lock_wait):
+            do_run_migrations(connection, limits)
+    finally:
+        # Nothing this run set may outlive it on a server session a pooler would hand on.
+        reset_session(connection)
 
 
 async def run_async_migrations(engine: AsyncEngine) -> None:
@@ -166,20 +189,25 @@ async def run_async_migrations(engine: AsyncEngine) -> None:
         await engine.dispose()
 
 
-def database_url() -> str:
+def migrations_engine() -> AsyncEngine:
+    """An engine on MIGRATIONS_DATABASE_URL, else DATABASE_URL, with the connect timeout."""
     try:
         settings = get_settings()
-    except ValidationError as exc:
+    except SettingsError as exc:
         msg = (
-            "Set DATABASE_URL (or MIGRATIONS_DATABASE_URL) to a PostgreSQL URL to run migrations "
-            "online, or pass --sql to render them offline.\n"
-            f"{exc}"
+            f"{exc}. Set DATABASE_URL (or MIGRATIONS_DATABASE_URL) to a PostgreSQL URL to run"
+            " migrations online, or pass --sql to render them offline."
         )
         raise SystemExit(msg) from None
     try:
-        return settings.alembic_database_url
+        target = database_target(settings.alembic_database_url)
     except ValueError as exc:  # through a transaction pooler: refused, with what to set
         raise SystemExit(str(exc)) from None
+    return create_async_engine(
+        target.url,
+        poolclass=pool.NullPool,
+        connect_args=target.connect_args(timeout=settings.database_connect_timeout),
+    )
 
 
 def run_migrations_online() -> None:
@@ -189,8 +217,17 @@ def run_migrations_online() -> None:
         do_run_migrations(connectable, migration_settings(), owned=False)
         return
     if not isinstance(connectable, AsyncEngine):
-        connectable = create_async_engine(database_url(), poolclass=pool.NullPool)
-    asyncio.run(run_async_migrations(connectable))
+        connectable = migrations_engine()
+    try:
+        asyncio.run(run_async_migrations(connectable))
+    except TransactionPoolerError as exc:
+        raise SystemExit(f"FAILED: {exc}") from None
+    except Exception as exc:
+        failure = describe_failure(exc)
+        if failure is None or show_traceback():
+            raise
+        line = failure.line(where(connectable.url))
+        raise SystemExit(f"FAILED: {line} (SHOW_TRACEBACK=1 for the traceback)") from None
 
 
 if context.is_offline_mode():

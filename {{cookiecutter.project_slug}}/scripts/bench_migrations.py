@@ -36,12 +36,12 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session
 from sqlalchemy.sql.expression import ClauseElement, Executable
 from tqdm import tqdm
 
+from {{ cookiecutter.project_slug }}.db.connect import create_engine, database_target, to_asyncpg_url
 from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
     GENTLE_BATCH_SIZE,
     TARGET_BATCH_SECONDS,
@@ -50,7 +50,6 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
     Progress,
 )
 from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import autocommit
-from {{ cookiecutter.project_slug }}.settings import to_asyncpg_url
 
 FILL_CHUNK = 200_000
 
@@ -688,10 +687,11 @@ def run(connection: Connection, dsn: str, args: argparse.Namespace) -> dict[str,
 def main(argv: list[str]) -> int:
     args = parse(argv)
     url = to_asyncpg_url(args.database_url)
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    # The writer's own asyncpg connection: a DSN with the URL's TLS parameters (sslmode...).
+    dsn = database_target(url).asyncpg_arguments()["dsn"]
 
     async def go() -> dict[str, Any]:
-        engine = create_async_engine(url)
+        engine = create_engine(url)
         try:
             async with engine.connect() as connection:
                 return await connection.run_sync(run, dsn, args)

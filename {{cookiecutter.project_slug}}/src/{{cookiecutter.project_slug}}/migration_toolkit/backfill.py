@@ -20,12 +20,13 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy import URL, Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from {{ cookiecutter.project_slug }}.db.connect import create_engine
 from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     MigrationSafetyError,
     acknowledge_lint,
+    command_name,
     compiled_sql,
     literal_sql,
     migration_settings,
@@ -369,7 +370,8 @@ class KeysetBackfill:
                     msg = (
                         f"{self.label}: stopped: {exc}. The {progress.done} rows filled so far"
                         " stay filled; run the migration again once the replica has caught up"
-                        " ('make backfill' for a scheduled backfill): the backfill resumes with"
+                        f" ('{command_name('backfill')}' for a scheduled backfill): the backfill"
+                        " resumes with"
                         " the rows still pending."
                     )
                     raise MigrationSafetyError(msg) from None
@@ -438,7 +440,7 @@ class ParallelKeysetBackfill:
     connect_args: dict[str, Any] = field(default_factory=dict)
 
     def _engine(self) -> Any:
-        return create_async_engine(self.url, poolclass=NullPool, connect_args=self.connect_args)
+        return create_engine(self.url, poolclass=NullPool, connect_args=self.connect_args)
 
     async def _plan(self) -> tuple[list[tuple[Any, Any]], int]:
         engine = self._engine()

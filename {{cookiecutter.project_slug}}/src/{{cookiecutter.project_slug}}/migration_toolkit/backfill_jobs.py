@@ -30,6 +30,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from {{ cookiecutter.project_slug }}.db.connect import (
+    POOLER_DETECTED,
+    database_target,
+    describe_failure,
+    show_traceback,
+    through_transaction_pooler,
+)
 from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
     GENTLE_BATCH_SIZE,
     TARGET_BATCH_SECONDS,
@@ -40,12 +47,13 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
 from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     MigrationSafetyError,
     acknowledge_lint,
+    command_name,
     compiled_sql,
     deploy_lock_key,
     literal_sql,
     set_timeouts,
 )
-from {{ cookiecutter.project_slug }}.settings import MigrationSettings, get_settings
+from {{ cookiecutter.project_slug }}.settings import MigrationSettings, Settings, get_settings
 
 __all__ = [
     "APPLICATION_NAME",
@@ -68,8 +76,8 @@ __all__ = [
 log = logging.getLogger("alembic.backfill")
 
 JOBS_TABLE = "migration_backfill_jobs"
-RUN_COMMAND = "make backfill"
-STATUS_COMMAND = "make backfill-status"
+RUN_COMMAND = command_name("backfill")
+STATUS_COMMAND = command_name("backfill-status")
 APPLICATION_NAME = "backfill-runner"
 """What the runner's session shows in pg_stat_activity."""
 PROBE_TIMEOUT = "1s"
@@ -436,23 +444,44 @@ def status_lines(connection: Connection) -> list[str]:
     return lines
 
 
-async def _main(url: str, arguments: argparse.Namespace, settings: MigrationSettings) -> int:
+async def _main(url: str, arguments: argparse.Namespace, settings: Settings) -> int:
+    limits = MigrationSettings()
+    target = database_target(url)
     engine = create_async_engine(
-        url,
+        target.url,
         poolclass=NullPool,
-        connect_args={"server_settings": {"application_name": APPLICATION_NAME}},
+        connect_args=target.connect_args(
+            timeout=settings.database_connect_timeout,
+            server_settings={"application_name": APPLICATION_NAME},
+        ),
     )
     try:
         async with engine.connect() as connection:
+            if await connection.run_sync(through_transaction_pooler):
+                print(f"backfill: {POOLER_DETECTED.format(where=target.where)}", file=sys.stderr)
+                return 1
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            if arguments.command == "status":
-                for line in await autocommit.run_sync(status_lines):
-                    print(line)
+            try:
+                if arguments.command == "status":
+                    for line in await autocommit.run_sync(status_lines):
+                        print(line)
+                    return 0
+                await autocommit.run_sync(run_jobs, limits, arguments.names)
                 return 0
-            await autocommit.run_sync(run_jobs, settings, arguments.names)
-            return 0
+            finally:
+                if not autocommit.closed and not autocommit.invalidated:
+                    await autocommit.execute(sa.text("RESET ALL"))
     except MigrationSafetyError as exc:
         print(f"backfill: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        failure = describe_failure(exc)
+        if failure is None or show_traceback():
+            raise
+        print(
+            f"backfill: {failure.line(target.where)} (SHOW_TRACEBACK=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     finally:
         await engine.dispose()
@@ -475,8 +504,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stdout, format="%(levelname)-5.5s [%(name)s] %(message)s"
     )
     try:
-        url = get_settings().alembic_database_url
-        settings = MigrationSettings()
+        settings = get_settings()
+        url = settings.alembic_database_url
+        MigrationSettings()
     except (ValidationError, ValueError) as exc:
         print(f"backfill: {exc}", file=sys.stderr)
         return 2

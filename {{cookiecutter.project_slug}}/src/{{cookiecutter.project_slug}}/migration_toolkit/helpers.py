@@ -12,6 +12,7 @@ half-way is fixed by running it again.
 
 import hashlib
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -91,6 +92,15 @@ class MigrationSafetyError(CommandError):
     """
 
 
+def command_name(target: str) -> str:
+    """How a person runs ``target`` where the message is printed: ``make backfill`` in a
+    checkout; in the container image, which has no make, its own command of the same name
+    (the Dockerfile sets SERVICE_RUNTIME=image)."""
+    if os.environ.get("SERVICE_RUNTIME") == "image":
+        return f"docker run <image> {target}"
+    return f"make {target}"
+
+
 # --- settings and timeouts ---------------------------------------------------------------------
 
 
@@ -112,6 +122,16 @@ def set_timeouts(connection: Connection, *, lock_timeout: str, statement_timeout
             sa.func.set_config("statement_timeout", statement_timeout, False),
         )
     )
+
+
+def reset_session(connection: Connection) -> None:
+    """Every setting this session changed (the limits above) back to its default, before the
+    server session goes back to any pool: a pooler would hand them on to the next client."""
+    if connection.closed or connection.invalidated:
+        return
+    connection.rollback()
+    with autocommit(connection):
+        connection.execute(sa.text("RESET ALL"))
 
 
 @contextmanager

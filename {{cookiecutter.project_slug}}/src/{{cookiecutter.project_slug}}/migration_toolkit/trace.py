@@ -46,9 +46,16 @@ from pglast import fingerprint
 from pydantic import ValidationError
 from sqlalchemy import URL, Connection, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
+from {{ cookiecutter.project_slug }}.db.connect import (
+    create_engine,
+    database_target,
+    describe_failure,
+    show_traceback,
+    where,
+)
 from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import JOBS_TABLE, run_jobs
 from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import MigrationSafetyError
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT, MigrationSettings, get_settings
@@ -205,9 +212,9 @@ class Recorder:
 class Sampler(threading.Thread):
     """Samples pg_locks for the migration's backend from a session of its own."""
 
-    def __init__(self, dsn: str, recorder: Recorder) -> None:
+    def __init__(self, url: URL, recorder: Recorder) -> None:
         super().__init__(daemon=True)
-        self.dsn, self.recorder = dsn, recorder
+        self.url, self.recorder = url, recorder
         self.stop = threading.Event()
         self.ready = threading.Event()
 
@@ -215,7 +222,7 @@ class Sampler(threading.Thread):
         asyncio.run(self._sample())
 
     async def _sample(self) -> None:
-        connection = await asyncpg.connect(self.dsn)
+        connection = await asyncpg.connect(**database_target(self.url).asyncpg_arguments())
         try:
             query = await connection.prepare(SAMPLE)
             open_: dict[tuple[str, str], Episode] = {}
@@ -489,7 +496,7 @@ def _config(alembic_ini: str, engine: AsyncEngine) -> Config:
 
 def _admin(url: URL, *statements: str) -> None:
     async def run() -> None:
-        engine = create_async_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
         try:
             async with engine.connect() as connection:
                 for statement in statements:
@@ -515,8 +522,8 @@ def _sync(url: URL, fn: Any, *args: Any, autocommit: bool = False) -> Any:
     """``fn(connection, *args)`` on a connection of its own to ``url``."""
 
     async def run() -> Any:
-        options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
-        engine = create_async_engine(url, poolclass=NullPool, **options)
+        options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+        engine = create_engine(url, poolclass=NullPool, **options)
         try:
             async with engine.connect() as connection:
                 return await connection.run_sync(fn, *args)
@@ -557,7 +564,7 @@ def trace_revisions(
     traces = []
     with _on_scratch(url) as scratch:
         if start is not None:
-            engine = create_async_engine(scratch, poolclass=NullPool)
+            engine = create_engine(scratch, poolclass=NullPool)
             command.upgrade(_config(alembic_ini, engine), str(start))
         for rev in wanted:
             if rev is None:
@@ -583,9 +590,9 @@ def _trace_attempt(url: URL, alembic_ini: str, revision: str, path: str, rows: i
     counts = _sync(url, fill_empty_tables, rows)
     recorder = Recorder()
     recorder.start_storage(_sync(url, _storage))
-    engine = create_async_engine(url, poolclass=NullPool)
+    engine = create_engine(url, poolclass=NullPool)
     recorder.listen(engine)
-    sampler = Sampler(url.set(drivername="postgresql").render_as_string(False), recorder)
+    sampler = Sampler(url, recorder)
     sampler.start()
     sampler.ready.wait(10)
     try:
@@ -624,18 +631,28 @@ def main(argv: Sequence[str]) -> int:
     except (ValidationError, ValueError) as exc:
         print(f"trace: {exc}", file=sys.stderr)
         return 2
-    traces = trace_revisions(
-        url,
-        arguments.alembic_ini,
-        revision=arguments.rev,
-        rows=arguments.rows,
-        max_lock_ms=arguments.max_lock_ms,
-    )
+    try:
+        traces = trace_revisions(
+            url,
+            arguments.alembic_ini,
+            revision=arguments.rev,
+            rows=arguments.rows,
+            max_lock_ms=arguments.max_lock_ms,
+        )
+    except Exception as exc:
+        failure = describe_failure(exc)
+        if failure is None or show_traceback():
+            raise
+        print(
+            f"trace: {failure.line(where(url))} (SHOW_TRACEBACK=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     if not traces:
         print("trace: no revision to trace: the database is at head (--rev REV for one)")
         return 0
     print("\n\n".join(trace.markdown() for trace in traces))
-    failures = [failure for trace in traces for failure in trace.failures]
-    for failure in failures:
-        print(f"TOO LONG: {failure}", file=sys.stderr)
+    failures = [problem for trace in traces for problem in trace.failures]
+    for problem in failures:
+        print(f"TOO LONG: {problem}", file=sys.stderr)
     return 1 if failures else 0
