@@ -4,7 +4,8 @@ Each test session starts its own PgBouncer (own ini, a free port, ``pool_mode = 
 ``default_pool_size = 10``, as the ``postgres`` user: it refuses root) in front of the test
 server, and stops it by pid. The rendered app runs under uvicorn with ``DATABASE_URL`` through
 the pooler, and 30 concurrent clients send 300 requests; the service's API tests run through
-it too. Migrations through the pooler are refused with what to set; through
+it too. Migrations through the pooler are refused with what to set, declared or not (then
+found by two clients handed the same server session), and leave no session setting behind; through
 MIGRATIONS_DATABASE_URL they run.
 """
 
@@ -28,12 +29,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import psycopg
 import pytest
 
 from tests.conftest import Project, bake, free_port
 
 CLIENTS = 30
 REQUESTS = 300
+POOL_SIZE = 10
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -83,7 +86,7 @@ def pgbouncer(postgres_url: str) -> Iterator[Pooler]:
         "[pgbouncer]\n"
         f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
         f"auth_type = trust\nauth_file = {directory / 'userlist.txt'}\n"
-        "pool_mode = transaction\ndefault_pool_size = 10\nmax_client_conn = 500\n"
+        f"pool_mode = transaction\ndefault_pool_size = {POOL_SIZE}\nmax_client_conn = 500\n"
         f"logfile = {log}\npidfile = {directory / 'pgbouncer.pid'}\n",
         encoding="utf-8",
     )
@@ -210,6 +213,44 @@ def test_migrations_through_the_pooler_are_refused_with_what_to_set(
     assert f"{service.run('uv', 'run', 'alembic', 'heads').stdout.split()[0]} (head)" in (
         service.make("current", MIGRATIONS_DATABASE_URL=database, **pooled)
     )
+
+
+def server_defaults_seen_through(pooler: Pooler, database: str) -> set[tuple[str, str]]:
+    """``lock_timeout`` and ``statement_timeout`` as every server session of the pool has them:
+    as many clients at once as the pool has sessions, each in a transaction of its own."""
+    pooled = pooler.url(database)
+    clients = [psycopg.connect(pooled) for _ in range(POOL_SIZE)]
+    try:
+        seen = set()
+        for client in clients:  # each holds its server session until it commits
+            row = client.execute(
+                "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+            ).fetchone()
+            assert row is not None
+            seen.add((str(row[0]), str(row[1])))
+        return seen
+    finally:
+        for client in clients:
+            client.close()
+
+
+@pytest.mark.parametrize("target", ["migrate", "backfill-status"])
+def test_a_pooler_nobody_declared_is_refused_and_leaves_no_session_settings(
+    service: Project, pgbouncer: Pooler, create_database: Callable[[], str], target: str
+) -> None:
+    database = create_database()
+    undeclared = {"DATABASE_URL": pgbouncer.url(database), "DATABASE_POOLER": None}
+    service.make("migrate", DATABASE_URL=database)  # so backfill-status has its table's schema
+
+    refused = service.run("make", target, **undeclared)
+
+    said = [line for line in refused.stderr.splitlines() if not line.startswith(("make", "localdb"))]
+    assert refused.returncode != 0
+    assert len(said) == 1, refused.stderr
+    assert "goes through a pooler in transaction mode" in said[0]
+    assert "Set MIGRATIONS_DATABASE_URL to a direct connection" in said[0]
+    assert "Traceback" not in refused.stdout + refused.stderr
+    assert server_defaults_seen_through(pgbouncer, database) == {("0", "0")}
 
 
 def test_the_services_api_tests_pass_through_pgbouncer(

@@ -42,6 +42,7 @@ Cause = Literal[
     "tls",
     "unavailable",
     "configuration",
+    "pooler",
 ]
 
 
@@ -179,6 +180,8 @@ def describe_failure(exc: BaseException) -> ConnectionFailure | None:
     """Why connecting failed, or None when ``exc`` is not a failure to connect."""
     for error in _chain(exc):
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if any(marker in message for marker in _POOLED_STATEMENT_ERRORS):
+            return ConnectionFailure("pooler", POOLER_DETECTED.format(where="it"))
         if isinstance(error, asyncpg.InvalidPasswordError):
             return ConnectionFailure(
                 "authentication", f"{message}: check the password in the URL or its secret file"
@@ -249,12 +252,12 @@ def show_traceback() -> bool:
 
 POOLER_DETECTED = (
     "{where} goes through a pooler in transaction mode (PgBouncer's pool_mode = transaction,"
-    " say): two clients were handed the same server session. Migrations and the backfill"
+    " say): server sessions are shared between clients. Migrations and the backfill"
     " runner need one server session for the whole run (the deploy lock, lock_timeout, CREATE"
     " INDEX CONCURRENTLY). Set MIGRATIONS_DATABASE_URL to a direct connection to PostgreSQL"
     " (and DATABASE_POOLER=pgbouncer for the app)."
 )
-_POOLED_STATEMENT_ERRORS = ("prepared statement", "__asyncpg_stmt_")
+_POOLED_STATEMENT_ERRORS = ("__asyncpg_stmt_",)
 
 
 def through_transaction_pooler(connection: Connection) -> bool:
