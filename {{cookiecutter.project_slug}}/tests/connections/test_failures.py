@@ -1,0 +1,193 @@
+"""Every command line that connects says why it could not, in one line, and never the password.
+
+Each bad URL goes through each command as a person runs it: ``make migrate`` (through
+scripts/localdb.py, as every make target), ``alembic upgrade head`` (also the image's
+``migrate``), ``make backfill``, ``make backfill-status`` and ``make trace``. A host that
+accepts and never answers is given up on after DATABASE_CONNECT_TIMEOUT. With DATABASE_URL only
+in ``.env``, ``make migrate`` migrates that database and starts no embedded server.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import URL, text
+
+from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
+
+from tests.conftest import CreateDatabase, connect, revisions, run_blocking
+
+PASSWORD = "hunter2-not-a-real-secret"  # noqa: S105  # must never be printed
+TOOLKIT = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.migration_toolkit"]
+COMMANDS = {
+    "make migrate": ["make", "--no-print-directory", "migrate"],
+    "alembic upgrade head": [sys.executable, "-m", "alembic", "upgrade", "head"],
+    "make backfill": [*TOOLKIT, "backfill", "run"],
+    "make backfill-status": [*TOOLKIT, "backfill", "status"],
+    "make trace": [*TOOLKIT, "trace"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def environment(**settings: str) -> dict[str, str]:
+    """This process's environment without any database setting, plus ``settings``."""
+    names = ("DATABASE_URL", "DATABASE_URL_FILE", "MIGRATIONS_DATABASE_URL", "DATABASE_POOLER")
+    env = {key: value for key, value in os.environ.items() if key not in names}
+    return env | settings
+
+
+def run(command: list[str], url: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    # MIGRATIONS_DATABASE_URL too: a .env in the checkout must not name another database.
+    env = environment(DATABASE_URL=url, MIGRATIONS_DATABASE_URL=url, **settings)
+    return subprocess.run(
+        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def assert_one_readable_line(result: subprocess.CompletedProcess[str], *expected: str) -> str:
+    said = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0, said
+    # make's own lines aside (the recipe it echoes, its "Error 1"): localdb's line and ours.
+    ours = [line for line in said.splitlines() if not _from_make(line)]
+    assert len([line for line in ours if not line.startswith("localdb: ")]) == 1, said
+    assert "Traceback" not in said
+    assert PASSWORD not in said
+    for part in expected:
+        assert part in said
+    return said
+
+
+def _from_make(line: str) -> bool:
+    return line.startswith("make: ") or "scripts/localdb.py --" in line
+
+
+def bad_urls(server: URL) -> dict[str, tuple[URL, str]]:
+    """Each bad URL on the test server, and what its line must say."""
+    host, port = server.host or "127.0.0.1", server.port or 5432
+    url = server.set(drivername="postgresql", password=PASSWORD, host=host, port=port)
+    closed = free_port()
+    return {
+        "server down": (url.set(port=closed), "connection refused"),
+        "unknown host": (url.set(host="no-such-host.invalid"), "does not resolve"),
+        "missing database": (url.set(database="no_such_database"), "does not exist"),
+        "missing role": (url.set(username="no_such_role"), 'role "no_such_role" does not exist'),
+    }
+
+
+def where(url: URL) -> str:
+    return f"{url.username}@{url.host}:{url.port}/{url.database}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_server_that_is_down_is_one_line_from_every_command(
+    server_url: URL, command: str
+) -> None:
+    url, says = bad_urls(server_url)["server down"]
+
+    result = run(COMMANDS[command], url.render_as_string(hide_password=False))
+
+    assert_one_readable_line(result, f"cannot connect to {where(url)}", says)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["unknown host", "missing database", "missing role"])
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_bad_url_is_one_line_from_every_command(
+    server_url: URL, command: str, case: str
+) -> None:
+    url, says = bad_urls(server_url)[case]
+
+    result = run(COMMANDS[command], url.render_as_string(hide_password=False))
+
+    assert_one_readable_line(result, f"cannot connect to {where(url)}", says)
+
+
+@pytest.mark.parametrize("command", ["alembic upgrade head", "make backfill"])
+def test_a_url_that_is_not_postgresql_is_refused_without_quoting_it(command: str) -> None:
+    result = run(COMMANDS[command], f"mysql://app:{PASSWORD}@db/app")
+
+    said = assert_one_readable_line(result, "DATABASE_URL", "got scheme 'mysql'")
+    assert "mysql://" not in said
+
+
+@pytest.fixture
+def silent_host() -> Iterator[int]:
+    """A port that accepts connections and never answers them."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("command", ["alembic upgrade head", "make backfill"])
+def test_a_host_that_never_answers_is_given_up_on_within_the_connect_timeout(
+    silent_host: int, command: str
+) -> None:
+    url = f"postgresql://app:{PASSWORD}@127.0.0.1:{silent_host}/app"
+
+    started = time.monotonic()
+    result = run(COMMANDS[command], url, DATABASE_CONNECT_TIMEOUT="1")
+    seconds = time.monotonic() - started
+
+    assert_one_readable_line(result, f"app@127.0.0.1:{silent_host}/app", "no answer in time")
+    assert seconds < 15, f"{seconds:.1f} s: the 1 s connect timeout was not applied"
+
+
+def test_make_migrate_migrates_the_database_dot_env_names(
+    create_database: CreateDatabase, tmp_path: Path
+) -> None:
+    database = create_database()
+    url = database.set(drivername="postgresql")
+    (tmp_path / ".env").write_text(
+        f"DATABASE_URL={url.render_as_string(hide_password=False)}\n", encoding="utf-8"
+    )
+    # make migrate's command, run where that .env is: the settings read it from there.
+    command = [sys.executable, str(PROJECT_ROOT / "scripts" / "localdb.py"), "--"]
+    command += ["alembic", "-c", str(PROJECT_ROOT / "alembic.ini"), "upgrade", "head"]
+
+    result = subprocess.run(
+        command, cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=300
+    )
+
+    assert result.returncode == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first == f"localdb: the database in DATABASE_URL from .env: {where(url)}"
+    assert "embedded" not in result.stderr
+    assert not (tmp_path / ".localdb").exists()
+    assert run_blocking(version_num(database)) == revisions()[-1]
+
+
+async def version_num(url: URL) -> str:
+    async with connect(url) as connection:
+        return str(
+            (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        )
