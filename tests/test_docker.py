@@ -187,19 +187,42 @@ def image(
     docker.run("image", "rm", "--force", name)
 
 
+# In the URLs the containers get: the test server trusts every local connection, so this password
+# is never checked, only looked for in what the image and its runs show.
+PASSWORD = "not-a-real-secret-3f9c"
+
+
+def with_password(url: str) -> str:
+    return url.replace("postgres@", f"postgres:{PASSWORD}@", 1)
+
+
 def test_migrate_applies_the_migrations_once_and_fails_with_alembics_message(
-    docker: Docker, image: Image, create_database: Callable[[], str]
+    docker: Docker, image: Image, create_database: Callable[[], str], tmp_path: Path
 ) -> None:
     database = create_database()
-    url = ["--network=host", "-e", f"DATABASE_URL={database}"]
+    secret = tmp_path / "database_url"
+    secret.write_text(with_password(database) + "\n", encoding="utf-8")
+    secret.chmod(0o644)  # the image's user (10001) reads it, as a mounted Docker secret
+    from_file = ["-v", f"{secret}:/run/secrets/database_url:ro"]
+    from_file += ["-e", "DATABASE_URL_FILE=/run/secrets/database_url"]
+    url = ["--network=host", "-e", f"DATABASE_URL={with_password(database)}"]
 
-    first = docker.run("run", "--rm", *url, image.name, "migrate")
+    first = docker.run("run", "--rm", "--network=host", *from_file, image.name, "migrate")
     again = docker.run("run", "--rm", *url, image.name, "migrate")
 
     assert first.returncode == 0, first.stderr
     assert "Running upgrade  ->" in first.stderr
     assert again.returncode == 0, again.stderr
     assert "Running upgrade" not in again.stderr
+    for run in (first, again):
+        assert PASSWORD not in run.stdout + run.stderr
+    down = ["--network=host", "-e", f"DATABASE_URL=postgresql://app:{PASSWORD}@127.0.0.1:1/app"]
+    refused = docker.run("run", "--rm", *down, image.name, "migrate")
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines() == [
+        "FAILED: cannot connect to app@127.0.0.1:1/app: connection refused: is PostgreSQL"
+        " running, and listening on that host and port? (SHOW_TRACEBACK=1 for the traceback)"
+    ]
     conflicting = create_database()
     with psycopg.connect(conflicting, autocommit=True) as connection:
         connection.execute("CREATE TABLE users (id int)")  # the first lesson's table, taken
@@ -274,9 +297,16 @@ def test_the_image_holds_no_dev_tools_secrets_history_or_local_database(
         "-print",
     )
 
+    history = docker.ok("history", "--no-trunc", image.name)
+    inspected = docker.ok("image", "inspect", image.name)
+
     assert pytest_import.returncode != 0
     assert "No module named 'pytest'" in pytest_import.stderr
     assert found == ""
+    # The project's .env held postgresql://app:secret@db/app: no layer, command or setting has it.
+    for shown in (history, inspected):
+        assert "app:secret@" not in shown
+        assert "DATABASE_URL=" not in shown
 
 
 def test_the_compose_file_runs_migrate_once_before_the_api(image: Image) -> None:

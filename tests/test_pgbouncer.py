@@ -244,7 +244,8 @@ def test_a_pooler_nobody_declared_is_refused_and_leaves_no_session_settings(
 
     refused = service.run("make", target, **undeclared)
 
-    said = [line for line in refused.stderr.splitlines() if not line.startswith(("make", "localdb"))]
+    lines = refused.stderr.splitlines()
+    said = [line for line in lines if not line.startswith(("make", "localdb"))]
     assert refused.returncode != 0
     assert len(said) == 1, refused.stderr
     assert "goes through a pooler in transaction mode" in said[0]
