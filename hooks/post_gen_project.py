@@ -57,9 +57,16 @@ PATHS_ONLY_FOR = {
         "src/{slug}/api/schemas.py",
         "tests/api/test_users.py",
         "tests/api/test_posts.py",
+        "tests/api/test_unavailable.py",
     ],
     ("ci", "github"): [".github"],
-    ("docker", "yes"): ["Dockerfile", ".dockerignore", "compose.yaml", "docker"],
+    ("docker", "yes"): [
+        "Dockerfile",
+        ".dockerignore",
+        "compose.yaml",
+        "docker",
+        "scripts/compose_secrets.py",
+    ],
 }
 
 VERSIONS_DIR = Path("migrations", "versions")

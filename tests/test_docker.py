@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -328,3 +329,31 @@ def test_the_compose_file_runs_migrate_once_before_the_api(image: Image) -> None
     assert "healthcheck" in services["db"]
     assert "healthcheck" in services["api"]
     assert services["pgbouncer"]["environment"]["POOL_MODE"] == "transaction"
+    # Password authentication, the migrator migrates, the app role serves; every URL a secret.
+    assert "POSTGRES_HOST_AUTH_METHOD" not in services["db"]["environment"]
+    assert "scram-sha-256" in services["db"]["environment"]["POSTGRES_INITDB_ARGS"]
+    assert services["migrate"]["depends_on"]["db-roles"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert services["migrate"]["environment"] == {
+        "DATABASE_URL_FILE": "/run/secrets/migrator_database_url"
+    }
+    assert services["api"]["environment"]["DATABASE_URL_FILE"] == ("/run/secrets/app_database_url")
+    for service in services.values():
+        for name, value in (service.get("environment") or {}).items():
+            assert not name.endswith(("_URL", "PASSWORD")), (name, value)
+    secrets = subprocess.run(
+        [sys.executable, "scripts/compose_secrets.py"],
+        cwd=image.project.path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    written = sorted((image.project.path / ".secrets").iterdir())
+    assert {path.name for path in written} == {
+        source["source"] for service in services.values() for source in service.get("secrets", [])
+    }
+    for path in written:
+        assert path.read_text() not in secrets.stdout
+    app_url = (image.project.path / ".secrets" / "app_database_url").read_text()
+    assert app_url.startswith("postgresql://boxed_service_app:")
