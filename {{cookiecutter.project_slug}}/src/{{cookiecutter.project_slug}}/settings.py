@@ -57,7 +57,7 @@ class SettingsError(ValueError):
         lines = []
         for error in exc.errors(include_input=False, include_url=False, include_context=False):
             name = "_".join(str(part) for part in error["loc"]).upper() or exc.title
-            lines.append(f"{name}: {error['msg']}")
+            lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
         return cls("invalid settings: " + "; ".join(lines))
 
 

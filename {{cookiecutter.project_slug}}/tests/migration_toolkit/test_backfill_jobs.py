@@ -4,6 +4,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -186,6 +187,30 @@ def test_command_line_without_jobs_and_with_an_unknown_name(
     assert status.stdout == "no backfill was ever scheduled in this database\n"
     assert unknown.returncode == 0, unknown.stderr
     assert "no backfill was ever scheduled in this database" in unknown.stdout
+
+
+@pytest.mark.parametrize(
+    ("runtime", "named"),
+    [
+        (None, "make backfill, make backfill-status"),
+        ("image", "docker run <image> backfill, docker run <image> backfill-status"),
+    ],
+)
+def test_messages_name_the_command_that_works_where_they_are_printed(
+    runtime: str | None, named: str
+) -> None:
+    # The image has no make: its Dockerfile sets SERVICE_RUNTIME=image.
+    env = {key: value for key, value in os.environ.items() if key != "SERVICE_RUNTIME"}
+    if runtime is not None:
+        env["SERVICE_RUNTIME"] = runtime
+    module = "{{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs"
+    show = f"from {module} import RUN_COMMAND, STATUS_COMMAND as S; print(RUN_COMMAND, S, sep=', ')"
+
+    said = subprocess.run(
+        [sys.executable, "-c", show], env=env, capture_output=True, text=True, check=True
+    ).stdout
+
+    assert said.strip() == named
 
 
 @pytest.mark.slow
