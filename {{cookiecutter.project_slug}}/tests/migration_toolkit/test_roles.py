@@ -23,12 +23,15 @@ from sqlalchemy import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from {{ cookiecutter.project_slug }}.db.connect import where
+from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.migration_toolkit.roles import (
     Roles,
     scram_matches,
     scram_sha_256_verifier,
 )
+from {{ cookiecutter.project_slug }}.settings import Settings
 
+from tests.api.conftest import serve
 from tests.conftest import CreateDatabase, as_admin, connect, run_blocking
 from tests.migrations.conftest import TOOLKIT, run_alembic, run_backfills
 
@@ -384,3 +387,25 @@ async def test_a_grant_postgresql_only_warns_about_fails(setup: Setup, tmp_path:
         " of the database and its objects; nothing was changed"
     ]
     assert roles_left == 1  # the admin's own
+
+
+async def test_the_service_serves_as_the_app_role(setup: Setup) -> None:
+    settings = Settings(
+        database_url=setup.as_role(setup.roles.app).render_as_string(hide_password=False)
+    )
+    app = create_app(settings)
+    paths = {getattr(route, "path", None) for route in app.routes}
+
+    async with serve(app) as client:
+        health = await client.get("/health")
+        if "/users" in paths:  # the example API, when the service has it
+            created = await client.post(
+                "/users", json={"email": "app@example.com", "full_name": "A"}
+            )
+            listed = await client.get("/users")
+            assert created.status_code == 201, created.text
+            assert listed.status_code == 200, listed.text
+            assert created.json() in listed.json()
+
+    assert health.status_code == 200, health.text
+    assert health.json()["status"] == "ok"
