@@ -169,8 +169,10 @@ class TransactionPoolerError(RuntimeError):
     """The connection goes through a transaction pooler that nobody declared."""
 
 
-def run_under_deploy_lock(connection: Connection, limits: MigrationSettings) -> None:
-    if through_transaction_pooler(connection):
+def run_under_deploy_lock(
+    connection: Connection, limits: MigrationSettings, *, detect_pooler: bool = True
+) -> None:
+    if detect_pooler and through_transaction_pooler(connection):
         raise TransactionPoolerError(POOLER_DETECTED.format(where=where(connection.engine.url)))
     try:
         with deploy_lock(connection, DEPLOY_LOCK_KEY, wait_seconds=limits.deploy_lock_wait):
@@ -180,10 +182,12 @@ def run_under_deploy_lock(connection: Connection, limits: MigrationSettings) -> 
         reset_session(connection)
 
 
-async def run_async_migrations(engine: AsyncEngine) -> None:
+async def run_async_migrations(engine: AsyncEngine, *, detect_pooler: bool = True) -> None:
     try:
         async with engine.connect() as connection:
-            await connection.run_sync(run_under_deploy_lock, migration_settings())
+            await connection.run_sync(
+                run_under_deploy_lock, migration_settings(), detect_pooler=detect_pooler
+            )
     finally:
         # The engine's pooled connections belong to this event loop, which ends here.
         await engine.dispose()
@@ -216,10 +220,13 @@ def run_migrations_online() -> None:
         # The caller's connection, maybe inside the caller's transaction: no lock, no commit.
         do_run_migrations(connectable, migration_settings(), owned=False)
         return
+    # An engine a caller hands in (tests, tools) is the caller's to vouch for; ours is checked
+    # for a transaction pooler nobody declared.
+    handed_in = isinstance(connectable, AsyncEngine)
     if not isinstance(connectable, AsyncEngine):
         connectable = migrations_engine()
     try:
-        asyncio.run(run_async_migrations(connectable))
+        asyncio.run(run_async_migrations(connectable, detect_pooler=not handed_in))
     except TransactionPoolerError as exc:
         raise SystemExit(f"FAILED: {exc}") from None
     except Exception as exc:

@@ -5,9 +5,18 @@ from alembic.script import ScriptDirectory
 from httpx import AsyncClient
 from sqlalchemy import URL
 
+from {{ cookiecutter.project_slug }}.db.connect import where
 from {{ cookiecutter.project_slug }}.main import create_app
 
 from tests.api.conftest import serve, settings_for
+from tests.api.outage import (
+    assert_database_problem,
+    assert_log_is_clean,
+    closed_port,
+    database_log_lines,
+    failing_database,
+    impatient_settings,
+)
 from tests.conftest import alembic_config, migrate, revisions
 
 
@@ -53,10 +62,41 @@ async def test_health_is_503_with_both_revisions_when_migrations_are_pending(
 
 
 async def test_health_is_503_when_the_database_is_unreachable(migrated_database: URL) -> None:
-    nowhere = migrated_database.set(host="127.0.0.1", port=1, query={})
+    nowhere = migrated_database.set(host="127.0.0.1", port=closed_port(), query={})
 
     async with serve(create_app(settings_for(nowhere))) as client:
         response = await client.get("/health")
 
-    assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "database": "unreachable"}
+    assert_database_problem(response)
+    body = response.json()
+    assert (body["status"], body["database"]) == ("unavailable", "unreachable")
+
+
+@pytest.mark.parametrize(
+    ("cause", "database"),
+    [
+        ("refused", "unreachable"),
+        ("timeout", "unreachable"),
+        ("unknown host", "unreachable"),
+        ("authentication", "authentication failed"),
+        ("database missing", "database missing"),
+        ("tls", "tls failed"),
+    ],
+)
+async def test_health_says_why_the_database_cannot_be_used_in_one_log_line(
+    cause: str, database: str, migrated_database: URL, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with (
+        failing_database(cause, migrated_database) as url,
+        serve(create_app(impatient_settings(url))) as client,
+    ):
+        response = await client.get("/health")
+
+    assert_database_problem(response)
+    body = response.json()
+    assert (body["status"], body["database"], body["cause"]) == ("unavailable", database, cause)
+    assert_log_is_clean(caplog)
+    [line] = database_log_lines(caplog)
+    assert line.levelname == "WARNING"
+    assert line.getMessage().startswith(f"GET /health: 503, cannot connect to {where(url)}: ")
+    assert getattr(line, "database_cause", None) == cause

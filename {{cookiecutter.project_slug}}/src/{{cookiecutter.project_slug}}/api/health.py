@@ -1,4 +1,9 @@
-"""``GET /health``: is the database reachable, and is its schema at the migrations' head?"""
+"""``GET /health``: is the database reachable, and is its schema at the migrations' head?
+
+When the database cannot be used, the answer says why in ``database`` (``unreachable``,
+``authentication failed``, ``tls failed``...): a wrong password is fixed in a secret, a host
+that does not answer somewhere else.
+"""
 
 from functools import lru_cache
 from pathlib import Path
@@ -13,10 +18,30 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from {{ cookiecutter.project_slug }}.api.errors import (
+    database_failure,
+    database_problem,
+    log_database_failure,
+)
+from {{ cookiecutter.project_slug }}.db.connect import Cause
 from {{ cookiecutter.project_slug }}.db.session import get_session
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 router = APIRouter(tags=["health"])
+
+# The ``database`` member of a 503: what an operator has to look at.
+DATABASE_STATE: dict[Cause, str] = {
+    "refused": "unreachable",
+    "timeout": "unreachable",
+    "unknown host": "unreachable",
+    "authentication": "authentication failed",
+    "database missing": "database missing",
+    "tls": "tls failed",
+    "unavailable": "unavailable",
+    "configuration": "misconfigured",
+    "pooler": "misconfigured",
+    "lost": "unavailable",
+}
 
 
 @lru_cache
@@ -38,11 +63,21 @@ async def health(
     try:
         connection = await session.connection()
         current = await connection.run_sync(_current_heads)
-    except (SQLAlchemyError, OSError):
-        body: dict[str, Any] = {"status": "unavailable", "database": "unreachable"}
-        return JSONResponse(status_code=503, content=body)
+    except (SQLAlchemyError, OSError) as exc:
+        failure = database_failure(exc)
+        if failure is None:  # not a database that is out of reach: a 500 with its traceback
+            raise
+        log_database_failure(request, failure)
+        # "status" stays the word health checks have always read (RFC 9457 clients ignore a
+        # member of another type than its own).
+        return database_problem(
+            failure,
+            status="unavailable",
+            database=DATABASE_STATE[failure.cause],
+            cause=failure.cause,
+        )
     at_head = current == expected
-    body = {
+    body: dict[str, Any] = {
         "status": "ok" if at_head else "migrations pending",
         "database": "ok",
         "revision": {"current": current, "head": expected},

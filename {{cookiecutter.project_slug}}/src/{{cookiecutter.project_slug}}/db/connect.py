@@ -16,6 +16,7 @@
 """
 
 import os
+import re
 import socket
 import ssl
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ Cause = Literal[
     "unavailable",
     "configuration",
     "pooler",
+    "lost",
 ]
 
 
@@ -156,6 +158,8 @@ class ConnectionFailure:
     detail: str
 
     def line(self, where: str) -> str:
+        if self.cause == "lost":
+            return f"lost the connection to {where}: {self.detail}"
         return f"cannot connect to {where}: {self.detail}"
 
 
@@ -176,6 +180,19 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
             pending.extend(current.exceptions)
 
 
+_MISSING_DATABASE = re.compile(r'database ".*" does not exist|no such database')
+
+
+def _lost(error: BaseException, message: str) -> bool:
+    """The server hung up on a connection that was working: PostgreSQL stopping
+    (``terminating connection due to administrator command``), a reset, a closed socket."""
+    if isinstance(error, asyncpg.AdminShutdownError | asyncpg.ConnectionDoesNotExistError):
+        return True
+    if isinstance(error, ConnectionResetError | BrokenPipeError):
+        return True
+    return isinstance(error, ConnectionError) and "connection_lost" in message
+
+
 def describe_failure(exc: BaseException) -> ConnectionFailure | None:
     """Why connecting failed, or None when ``exc`` is not a failure to connect."""
     for error in _chain(exc):
@@ -186,9 +203,13 @@ def describe_failure(exc: BaseException) -> ConnectionFailure | None:
             return ConnectionFailure(
                 "authentication", f"{message}: check the password in the URL or its secret file"
             )
-        if isinstance(error, asyncpg.InvalidCatalogNameError):
+        if isinstance(error, asyncpg.InvalidCatalogNameError) or _MISSING_DATABASE.search(message):
             return ConnectionFailure(
                 "database missing", f"{message}: create it, or fix the URL's database name"
+            )
+        if "authentication failed" in message:  # through PgBouncer: a ProtocolViolationError
+            return ConnectionFailure(
+                "authentication", f"{message}: check the user and password in the URL"
             )
         if isinstance(error, asyncpg.InvalidAuthorizationSpecificationError):
             if "no encryption" in message:
@@ -223,6 +244,7 @@ def describe_failure(exc: BaseException) -> ConnectionFailure | None:
             return ConnectionFailure("configuration", f"{message}: check the URL's parameters")
         if isinstance(error, asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError):
             return ConnectionFailure("unavailable", f"{message}: try again shortly")
+
         if isinstance(error, socket.gaierror):
             return ConnectionFailure(
                 "unknown host", "the host name does not resolve: check the URL's host (DNS)"
@@ -234,6 +256,10 @@ def describe_failure(exc: BaseException) -> ConnectionFailure | None:
                 "refused",
                 "connection refused: is PostgreSQL running, and listening on that host and port?",
             )
+        if _lost(error, message):
+            return ConnectionFailure(
+                "lost", f"{message}: the server closed it (restarting?); try again shortly"
+            )
         if isinstance(error, TimeoutError):
             return ConnectionFailure(
                 "timeout",
@@ -242,6 +268,11 @@ def describe_failure(exc: BaseException) -> ConnectionFailure | None:
             )
         if isinstance(error, OSError) and error.errno is not None:
             return ConnectionFailure("unavailable", f"{message}: check the URL's host and port")
+    # SQLAlchemy marks a connection the server dropped mid-use as invalidated.
+    if getattr(exc, "connection_invalidated", False):
+        return ConnectionFailure(
+            "lost", "the server closed the connection (restarting?); try again shortly"
+        )
     return None
 
 

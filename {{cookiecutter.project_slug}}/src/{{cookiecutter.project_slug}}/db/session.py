@@ -5,6 +5,7 @@ from typing import Any
 from uuid import uuid4
 
 from fastapi import Request
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -55,5 +56,15 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """Yield one session per request, from the factory the app created at start-up."""
     factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
-    async with factory() as session:
+    session = factory()
+    try:
         yield session
+    finally:
+        try:
+            await session.close()
+        except DBAPIError as exc:
+            # The server ended the connection after the response was sent (PostgreSQL
+            # stopping): its transaction is over anyway. Raising here would make uvicorn log a
+            # traceback and drop the client's keep-alive connection (SQLAlchemy issue 10409).
+            if not exc.connection_invalidated:
+                raise
