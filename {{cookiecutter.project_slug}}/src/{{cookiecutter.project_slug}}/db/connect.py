@@ -281,6 +281,18 @@ def show_traceback() -> bool:
     return os.environ.get("SHOW_TRACEBACK", "").lower() in ("1", "true", "yes")
 
 
+def failure_line(exc: Exception, where: str) -> str:
+    """What a command line prints for ``exc``: one line when it is a failure to connect.
+
+    Anything else (a bug, whose traceback says more), or any error with ``SHOW_TRACEBACK=1``,
+    is raised again.
+    """
+    failure = describe_failure(exc)
+    if failure is None or show_traceback():
+        raise exc
+    return f"{failure.line(where)} (SHOW_TRACEBACK=1 for the traceback)"
+
+
 POOLER_DETECTED = (
     "{where} goes through a pooler in transaction mode (PgBouncer's pool_mode = transaction,"
     " say): server sessions are shared between clients. Migrations and the backfill"

@@ -33,8 +33,7 @@ from sqlalchemy.pool import NullPool
 from {{ cookiecutter.project_slug }}.db.connect import (
     POOLER_DETECTED,
     database_target,
-    describe_failure,
-    show_traceback,
+    failure_line,
     through_transaction_pooler,
 )
 from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
@@ -475,13 +474,7 @@ async def _main(url: str, arguments: argparse.Namespace, settings: Settings) -> 
         print(f"backfill: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        failure = describe_failure(exc)
-        if failure is None or show_traceback():
-            raise
-        print(
-            f"backfill: {failure.line(target.where)} (SHOW_TRACEBACK=1 for the traceback)",
-            file=sys.stderr,
-        )
+        print(f"backfill: {failure_line(exc, target.where)}", file=sys.stderr)
         return 1
     finally:
         await engine.dispose()

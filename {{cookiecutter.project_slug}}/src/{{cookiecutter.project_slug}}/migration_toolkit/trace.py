@@ -52,8 +52,7 @@ from sqlalchemy.pool import NullPool
 from {{ cookiecutter.project_slug }}.db.connect import (
     create_engine,
     database_target,
-    describe_failure,
-    show_traceback,
+    failure_line,
     where,
 )
 from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import JOBS_TABLE, run_jobs
@@ -640,13 +639,7 @@ def main(argv: Sequence[str]) -> int:
             max_lock_ms=arguments.max_lock_ms,
         )
     except Exception as exc:
-        failure = describe_failure(exc)
-        if failure is None or show_traceback():
-            raise
-        print(
-            f"trace: {failure.line(where(url))} (SHOW_TRACEBACK=1 for the traceback)",
-            file=sys.stderr,
-        )
+        print(f"trace: {failure_line(exc, where(url))}", file=sys.stderr)
         return 1
     if not traces:
         print("trace: no revision to trace: the database is at head (--rev REV for one)")
