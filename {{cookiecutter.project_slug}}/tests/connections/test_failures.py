@@ -8,6 +8,7 @@ in ``.env``, ``make migrate`` migrates that database and starts no embedded serv
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -62,7 +63,8 @@ def assert_one_readable_line(result: subprocess.CompletedProcess[str], *expected
 
 
 def _from_make(line: str) -> bool:
-    return line.startswith("make: ") or "scripts/localdb.py --" in line
+    """``make: *** ...`` (``make[1]: ...`` under another make) or the recipe make echoes."""
+    return re.match(r"make(\[\d+\])?: ", line) is not None or "scripts/localdb.py --" in line
 
 
 def bad_urls(server: URL) -> dict[str, tuple[URL, str]]:
