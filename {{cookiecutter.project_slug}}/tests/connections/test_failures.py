@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL, text
 
+from {{ cookiecutter.project_slug }}.db.connect import where
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 from tests.conftest import CreateDatabase, connect, revisions, run_blocking
@@ -70,7 +71,8 @@ def _from_make(line: str) -> bool:
 def bad_urls(server: URL) -> dict[str, tuple[URL, str]]:
     """Each bad URL on the test server, and what its line must say."""
     host, port = server.host or "127.0.0.1", server.port or 5432
-    url = server.set(drivername="postgresql", password=PASSWORD, host=host, port=port)
+    # Over TCP: an embedded server's URL may name its Unix socket folder (?host=...).
+    url = server.set(drivername="postgresql", password=PASSWORD, host=host, port=port, query={})
     closed = free_port()
     return {
         "server down": (url.set(port=closed), "connection refused"),
@@ -78,10 +80,6 @@ def bad_urls(server: URL) -> dict[str, tuple[URL, str]]:
         "missing database": (url.set(database="no_such_database"), "does not exist"),
         "missing role": (url.set(username="no_such_role"), 'role "no_such_role" does not exist'),
     }
-
-
-def where(url: URL) -> str:
-    return f"{url.username}@{url.host}:{url.port}/{url.database}"
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -146,8 +146,10 @@ def where(url: URL | str) -> str:
     """``user@host:port/database`` of a URL, never its password."""
     parsed = make_url(url) if isinstance(url, str) else url
     user = parsed.username or os.environ.get("PGUSER") or "(default user)"
-    host = parsed.host or "localhost"
-    return f"{user}@{host}:{parsed.port or 5432}/{parsed.database or user}"
+    # A Unix socket's folder may come as the query's host (?host=/run/postgresql).
+    host = parsed.host or str(parsed.query.get("host") or "localhost")
+    port = parsed.port or str(parsed.query.get("port") or 5432)
+    return f"{user}@{host}:{port}/{parsed.database or user}"
 
 
 @dataclass(frozen=True)
@@ -249,9 +251,9 @@ def describe_failure(exc: BaseException) -> ConnectionFailure | None:
             return ConnectionFailure(
                 "unknown host", "the host name does not resolve: check the URL's host (DNS)"
             )
-        if isinstance(error, ConnectionRefusedError) or (
+        if isinstance(error, ConnectionRefusedError | FileNotFoundError) or (
             isinstance(error, OSError) and "Connect call failed" in message
-        ):
+        ):  # FileNotFoundError: no server's Unix socket at that path
             return ConnectionFailure(
                 "refused",
                 "connection refused: is PostgreSQL running, and listening on that host and port?",
