@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import asyncpg
 from sqlalchemy import Connection, text
@@ -93,11 +93,12 @@ class DatabaseTarget:
         return options | self.options
 
     def asyncpg_arguments(self, *, timeout: float | None = None) -> dict[str, Any]:
-        """Keyword arguments for ``asyncpg.connect`` itself: a DSN with the TLS parameters."""
+        """Keyword arguments for ``asyncpg.connect`` itself: a DSN with the URL's query (a Unix
+        socket's ``host``, say) and the TLS parameters."""
         arguments = self.connect_args(timeout=timeout)
-        dsn = self.url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
-        tls = arguments.pop("dsn", "")
-        return arguments | {"dsn": dsn + (tls[tls.index("?") :] if "?" in tls else "")}
+        tls = parse_qsl(urlsplit(arguments.pop("dsn", "")).query)
+        dsn = self.url.set(drivername="postgresql", query={**self.url.query, **dict(tls)})
+        return arguments | {"dsn": dsn.render_as_string(hide_password=False)}
 
 
 def _system_ca_context(sslmode: str) -> ssl.SSLContext:
