@@ -41,7 +41,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session
 from sqlalchemy.sql.expression import ClauseElement, Executable
 from tqdm import tqdm
 
-from {{ cookiecutter.project_slug }}.db.connect import create_engine, database_target, to_asyncpg_url
+from {{ cookiecutter.project_slug }}.db.connect import (
+    create_engine,
+    database_target,
+    to_asyncpg_url,
+)
 from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
     GENTLE_BATCH_SIZE,
     TARGET_BATCH_SECONDS,
