@@ -27,12 +27,12 @@ from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
 from pydantic import ValidationError
 from sqlalchemy import Connection, MetaData, pool, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import {{ cookiecutter.project_slug }}.models
 from {{ cookiecutter.project_slug }}.db.connect import (
     POOLER_DETECTED,
-    database_target,
+    create_engine,
     failure_line,
     through_transaction_pooler,
     where,
@@ -203,14 +203,13 @@ def migrations_engine() -> AsyncEngine:
         )
         raise SystemExit(msg) from None
     try:
-        target = database_target(settings.alembic_database_url)
+        return create_engine(
+            settings.alembic_database_url,
+            timeout=settings.database_connect_timeout,
+            poolclass=pool.NullPool,
+        )
     except ValueError as exc:  # through a transaction pooler: refused, with what to set
         raise SystemExit(str(exc)) from None
-    return create_async_engine(
-        target.url,
-        poolclass=pool.NullPool,
-        connect_args=target.connect_args(timeout=settings.database_connect_timeout),
-    )
 
 
 def run_migrations_online() -> None:

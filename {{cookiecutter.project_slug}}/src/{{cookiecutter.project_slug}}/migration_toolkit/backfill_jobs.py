@@ -27,14 +27,14 @@ from pydantic import ValidationError
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.project_slug }}.db.connect import (
     POOLER_DETECTED,
-    database_target,
+    create_engine,
     failure_line,
     through_transaction_pooler,
+    where,
 )
 from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
     GENTLE_BATCH_SIZE,
@@ -443,21 +443,20 @@ def status_lines(connection: Connection) -> list[str]:
     return lines
 
 
-async def _main(url: str, arguments: argparse.Namespace, settings: Settings) -> int:
-    limits = MigrationSettings()
-    target = database_target(url)
-    engine = create_async_engine(
-        target.url,
+async def _main(
+    url: str, arguments: argparse.Namespace, settings: Settings, limits: MigrationSettings
+) -> int:
+    database = where(url)
+    engine = create_engine(
+        url,
+        timeout=settings.database_connect_timeout,
         poolclass=NullPool,
-        connect_args=target.connect_args(
-            timeout=settings.database_connect_timeout,
-            server_settings={"application_name": APPLICATION_NAME},
-        ),
+        connect_args={"server_settings": {"application_name": APPLICATION_NAME}},
     )
     try:
         async with engine.connect() as connection:
             if await connection.run_sync(through_transaction_pooler):
-                print(f"backfill: {POOLER_DETECTED.format(where=target.where)}", file=sys.stderr)
+                print(f"backfill: {POOLER_DETECTED.format(where=database)}", file=sys.stderr)
                 return 1
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
             try:
@@ -474,7 +473,7 @@ async def _main(url: str, arguments: argparse.Namespace, settings: Settings) -> 
         print(f"backfill: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        print(f"backfill: {failure_line(exc, target.where)}", file=sys.stderr)
+        print(f"backfill: {failure_line(exc, database)}", file=sys.stderr)
         return 1
     finally:
         await engine.dispose()
@@ -499,12 +498,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = get_settings()
         url = settings.alembic_database_url
-        MigrationSettings()
+        limits = MigrationSettings()
     except (ValidationError, ValueError) as exc:
         print(f"backfill: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_main(url, arguments, settings))
+        return asyncio.run(_main(url, arguments, settings, limits))
     except KeyboardInterrupt:
         print(f"backfill: interrupted; '{RUN_COMMAND}' resumes where it stopped", file=sys.stderr)
         return 130
