@@ -8,9 +8,11 @@ Under cruft the hook changes nothing outside the render. cruft runs it for ``cru
 again for both renders of every ``cruft update`` (and ``cruft diff``), in throwaway folders it
 then compares; a ``git init`` there, an embedded server or an ``alembic upgrade`` of
 ``$DATABASE_URL`` would be side effects of an update. cruft marks its renders with ``_commit``
-in the context (plain cookiecutter does not), and it cannot tell a create from an update, so
-neither can the hook: after ``cruft create``, ``make first-commit`` makes the first commit,
-``.cruft.json`` included (cruft writes that file after this hook has run).
+in the context (plain cookiecutter does not). After ``cruft create``, ``make first-commit``
+makes the first commit, ``.cruft.json`` included (cruft writes that file after this hook has
+run). A throwaway render says nothing: its revision ids are not the service's, and the advice
+is for a create. ``make template-update`` marks its renders in the environment; a bare ``cruft
+update`` or ``cruft diff`` is recognised by where cruft renders, a fresh temporary folder.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,6 +73,10 @@ PATHS_ONLY_FOR = {
 }
 
 VERSIONS_DIR = Path("migrations", "versions")
+# Set by the service's scripts/template.py for the cruft it runs (same name there).
+THROWAWAY_RENDER_ENV = "TEMPLATE_THROWAWAY_RENDER"
+# What tempfile.TemporaryDirectory() names a folder, the one cruft renders an update into.
+_TEMPORARY_NAME = re.compile(r"tmp[a-z0-9_]{8}")
 _CREATE_DATE = re.compile(r"^Create Date:.*$", re.MULTILINE)
 
 
@@ -212,17 +219,36 @@ def rendered_by_cruft(answers: dict[str, str]) -> bool:
     return "_commit" in answers
 
 
+def throwaway_render(root: Path, environ: dict[str, str]) -> bool:
+    """Is this one of the renders an update or a diff compares, deleted right after?
+
+    ``make template-update`` says so in the environment. A bare ``cruft update`` or ``cruft
+    diff`` renders into a fresh ``tempfile.TemporaryDirectory()`` of its own, holding nothing
+    else; ``cruft create`` renders where it is told (the current folder by default).
+    """
+    if environ.get(THROWAWAY_RENDER_ENV) == "1":
+        return True
+    folder = root.resolve().parent
+    return (
+        folder.parent == Path(tempfile.gettempdir()).resolve()
+        and _TEMPORARY_NAME.fullmatch(folder.name) is not None
+        and [path.name for path in folder.iterdir()] == [root.name]
+    )
+
+
 def main(answers: dict[str, str], root: Path) -> int:
     try:
         remove_unselected_paths(root, answers)
         now = datetime.now(timezone.utc).replace(microsecond=0)  # noqa: UP017 (hooks run on 3.10)
         refresh_revision_ids(root / VERSIONS_DIR, now)
         chain = linear_chain(read_revisions(root / VERSIONS_DIR))
-        count = f"{len(chain)} revision{'s' if len(chain) > 1 else ''}"
-        print(f"migrations: {count} in one line, head {chain[-1].revision}")
     except HookError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
+    if rendered_by_cruft(answers) and throwaway_render(root, dict(os.environ)):
+        return 0
+    count = f"{len(chain)} revision{'s' if len(chain) > 1 else ''}"
+    print(f"migrations: {count} in one line, head {chain[-1].revision}")
     if rendered_by_cruft(answers):
         print(
             "cruft: no git repository made and nothing migrated (this may be an update's render);"

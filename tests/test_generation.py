@@ -182,18 +182,27 @@ def test_ci_workflow_runs_lint_tests_check_and_offline_sql(rendered: Rendered) -
     commands = [step["run"] for step in steps if "run" in step]
     assert commands == [
         "uv sync --locked",
+        'make heads BASE="origin/$BASE_REF"',
         "make lint",
         "make test-all",
         "make sql",
         "make migrate check",
         "make downgrade to=base migrate",
+        'make --no-print-directory review BASE="origin/$BASE_REF" >> "$GITHUB_STEP_SUMMARY"',
         "make template-check",
     ]
+    # On pull requests: the base branch named through the environment, never spliced into the
+    # script (zizmor's template-injection), and its history fetched to find the change's revisions.
+    for command in (commands[1], commands[7]):
+        [step] = [step for step in steps if step.get("run") == command]
+        assert step["if"] == "github.event_name == 'pull_request'"
+        assert step["env"] == {"BASE_REF": "${{ github.base_ref }}"}
+    assert steps[0]["with"]["fetch-depth"] == 0
     [behind] = [step for step in steps if step.get("run") == "make template-check"]
     assert behind["continue-on-error"] is True  # reported, never fails the build
     assert behind["if"] == "hashFiles('.cruft.json') != ''"
     for command in commands[1:]:
-        target = command.split()[1]
+        target = command.split()[2 if "--no-print-directory" in command else 1]
         assert re.search(rf"^{target}:", (rendered.path / "Makefile").read_text(), re.MULTILINE)
 
 

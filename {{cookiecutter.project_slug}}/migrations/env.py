@@ -12,6 +12,9 @@ Three ways in:
   for the traceback); a transaction pooler nobody declared is refused before anything runs, and
   the session's settings are reset before the connection is closed.
 
+When the history has two heads (two branches each added a revision on the same parent), an
+upgrade to ``head`` fails in one line naming them and ``make relink``, not in Alembic's words.
+
 Online, every run holds the deploy lock (one deploy migrates at a time) and runs with
 lock_timeout and statement_timeout set; offline, the SQL starts with the same SET statements.
 """
@@ -25,6 +28,7 @@ from typing import Any
 from alembic import context
 from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError
 from pydantic import ValidationError
 from sqlalchemy import Connection, MetaData, pool, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -49,6 +53,7 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     reset_session,
     set_timeouts,
 )
+from {{ cookiecutter.project_slug }}.migration_toolkit.history import heads_message
 from {{ cookiecutter.project_slug }}.settings import MigrationSettings, SettingsError, get_settings
 
 config = context.config
@@ -127,6 +132,12 @@ def migration_settings() -> MigrationSettings:
         raise SystemExit(f"Invalid migration setting:\n{exc}") from None
 
 
+def refuse_several_heads(exc: Exception) -> None:
+    """Two heads stop an upgrade to ``head``: say which, and the command that makes one."""
+    if isinstance(exc, CommandError) and (line := heads_message(context.script)):
+        raise SystemExit(f"FAILED: {line}") from None
+
+
 def run_migrations_offline() -> None:
     limits = migration_settings()
     context.configure(
@@ -142,7 +153,11 @@ def run_migrations_offline() -> None:
         context.execute(
             text("SET statement_timeout = :value").bindparams(value=limits.statement_timeout)
         )
-        context.run_migrations()
+        try:
+            context.run_migrations()
+        except CommandError as exc:
+            refuse_several_heads(exc)
+            raise
 
 
 def do_run_migrations(
@@ -228,6 +243,7 @@ def run_migrations_online() -> None:
     except TransactionPoolerError as exc:
         raise SystemExit(f"FAILED: {exc}") from None
     except Exception as exc:
+        refuse_several_heads(exc)
         raise SystemExit(f"FAILED: {failure_line(exc, where(connectable.url))}") from None
 
 

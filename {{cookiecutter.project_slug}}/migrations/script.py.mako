@@ -34,7 +34,7 @@ ${extra}
 % endif
 
 revision: str = ${literal(up_revision)}
-down_revision: str | None = ${literal(down_revision)}
+down_revision: str | Sequence[str] | None = ${literal(down_revision)}
 branch_labels: str | Sequence[str] | None = ${literal(branch_labels)}
 depends_on: str | Sequence[str] | None = ${literal(depends_on)}
 

@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import run_jobs
 from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import MigrationSafetyError
+from {{ cookiecutter.project_slug }}.migration_toolkit.history import heads_message
 from {{ cookiecutter.project_slug }}.settings import (
     PROJECT_ROOT,
     MigrationSettings,
@@ -33,6 +34,13 @@ from {{ cookiecutter.project_slug }}.settings import (
 
 CreateDatabase = Callable[[], URL]
 T = TypeVar("T")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Two heads would fail every migration test in Alembic's words: one line instead."""
+    script = ScriptDirectory.from_config(Config(PROJECT_ROOT / "alembic.ini"))
+    if several := heads_message(script):
+        raise pytest.UsageError(several)
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +84,7 @@ def create_database(server_url: URL) -> Iterator[CreateDatabase]:
     created: list[str] = []
 
     def create() -> URL:
-        name = f"test_{{ cookiecutter.project_slug }}_{uuid.uuid4().hex[:12]}"
+        name = f"test_svc_{uuid.uuid4().hex[:12]}"
         run_blocking(as_admin(server_url, "CREATE DATABASE {database}", database=name))
         created.append(name)
         return server_url.set(database=name)

@@ -50,6 +50,7 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     compiled_sql,
     deploy_lock_key,
     literal_sql,
+    migration_settings,
     set_timeouts,
 )
 from {{ cookiecutter.project_slug }}.settings import MigrationSettings, Settings, get_settings
@@ -140,6 +141,51 @@ def _has_pending(table: sa.TableClause, pending: sa.ColumnElement[bool]) -> bool
         bind.execute(sa.select(sa.func.set_config("statement_timeout", previous, True)))
 
 
+def _finish_offline_if_nothing_pending(
+    table: sa.TableClause, pending: sa.ColumnElement[bool], name: str
+) -> None:
+    """Offline, the script decides when it runs: the job it has just recorded as pending is
+    marked finished if no row is pending, so a new database reaches head in one run. As online,
+    the search for a pending row has PROBE_TIMEOUT; past it the job stays pending."""
+    _say_offline(
+        f"Backfill {name!r} is scheduled, not run: this script does not fill a row.\n"
+        f"If no row needs it, the job is recorded as finished; else (or if finding out takes"
+        f" over {PROBE_TIMEOUT})\n'{RUN_COMMAND}' must run against the database before the"
+        " next deploy."
+    )
+    finish = (
+        jobs.update()
+        .where(
+            jobs.c.name == name,
+            jobs.c.state == "pending",
+            jobs.c.started_at.is_(None),  # only a job no runner has touched
+            ~sa.exists().select_from(table).where(pending),
+        )
+        .values(state="finished", finished_at=sa.func.now())
+    )
+    finished = f"backfill {name!r}: no row needs it: recorded as finished"
+    undecided = (
+        f"backfill {name!r}: looking for a row that needs it took over {PROBE_TIMEOUT}: it"
+        f" stays pending, for '{RUN_COMMAND}'"
+    )
+    limit = sa.text("SET statement_timeout = :value")
+    op.execute(limit.bindparams(value=PROBE_TIMEOUT))
+    acknowledge_lint("dynamic-sql", because=f"the toolkit finishes {name!r} if no row needs it")
+    op.execute(
+        literal_sql(
+            "DO $schedule$\nBEGIN\n"
+            f"    {compiled_sql(finish)};\n"
+            "    IF FOUND THEN\n"
+            f"        RAISE NOTICE USING MESSAGE = {compiled_sql(sa.literal(finished))};\n"
+            "    END IF;\n"
+            "EXCEPTION WHEN query_canceled THEN\n"
+            f"    RAISE NOTICE USING MESSAGE = {compiled_sql(sa.literal(undecided))};\n"
+            "END\n$schedule$"
+        )
+    )
+    op.execute(limit.bindparams(value=migration_settings().statement_timeout))
+
+
 def schedule_backfill(
     table: sa.TableClause,
     *,
@@ -156,8 +202,8 @@ def schedule_backfill(
     :func:`require_backfill_finished` and ``make backfill-status`` know it. The expressions are
     stored as the SQL SQLAlchemy compiles them, so the job does not depend on this revision's
     code. When no row is pending (a new or empty table) the job is recorded as finished: a
-    fresh database migrates to head in one go. Scheduling a name that exists keeps the
-    existing job.
+    fresh database migrates to head in one go, online or with the offline SQL (which looks for
+    a pending row when it runs). Scheduling a name that exists keeps the existing job.
     """
     context = op.get_context()
     set_values = {
@@ -179,10 +225,7 @@ def schedule_backfill(
     )
     op.execute(record.on_conflict_do_nothing(index_elements=[jobs.c.name]))
     if context.as_sql:
-        _say_offline(
-            f"Backfill {name!r} is scheduled, not run: this script does not fill a row.\n"
-            f"Once it has been applied, run '{RUN_COMMAND}' against the database."
-        )
+        _finish_offline_if_nothing_pending(table, pending, name)
     elif nothing_pending:
         log.info("%s: no row of %s is pending: recorded as finished", name, table.name)
     else:
@@ -238,6 +281,11 @@ def require_backfill_finished(name: str) -> None:
     finished = sa.select(jobs.c.name).where(jobs.c.name == name, jobs.c.state == "finished")
     if op.get_context().as_sql:
         message = f"backfill {name!r} is not finished. {what_to_do}"
+        _say_offline(
+            f"The script stops here with an error unless backfill {name!r} has finished: then run\n"
+            f"'{RUN_COMMAND}' against the database, and this script again from this revision's"
+            " BEGIN."
+        )
         acknowledge_lint("dynamic-sql", because=f"the toolkit checks that {name!r} finished")
         op.execute(
             literal_sql(

@@ -49,6 +49,7 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     TOOLKIT_RULES,
     UnwrittenValueError,
 )
+from {{ cookiecutter.project_slug }}.migration_toolkit.history import heads_message
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 __all__ = ["FIXES", "Finding", "Fix", "fix_for", "lint", "main", "rewrites_on_type_change"]
@@ -840,12 +841,11 @@ def _render(alembic_ini: Path, direction: str, span: str) -> str:
 
 def render_revisions(alembic_ini: Path) -> list[tuple[Rendered, Rendered]]:
     """Each revision's offline upgrade and downgrade SQL, base first; merge revisions (several
-    parents) have no SQL of their own and are left out."""
-    script = ScriptDirectory.from_config(Config(alembic_ini))
+    parents, written by ``alembic merge``) join two chains and have no SQL of their own."""
+    script = _script(alembic_ini)
     rendered = []
     for revision in reversed(list(script.walk_revisions())):
         if isinstance(revision.down_revision, tuple):
-            print(f"skipping merge revision {revision.revision}", file=sys.stderr)
             continue
         previous = revision.down_revision or "base"
         pair = []
@@ -976,7 +976,14 @@ def lint(alembic_ini: Path, squawk: str) -> tuple[list[Finding], int]:
             findings.append(
                 Finding(where, rendered.direction, rule, message, text, fix_for(rule, node))
             )
-    return findings, len(revisions)
+    merges = sum(
+        isinstance(rev.down_revision, tuple) for rev in _script(alembic_ini).walk_revisions()
+    )
+    return findings, len(revisions) + merges
+
+
+def _script(alembic_ini: Path) -> ScriptDirectory:
+    return ScriptDirectory.from_config(Config(alembic_ini))
 
 
 def _after(schema: Schema, upgrade: Sequence[Statement]) -> Schema:
@@ -1010,6 +1017,9 @@ def main(argv: Sequence[str]) -> int:
     if squawk is None:
         print("squawk is not installed: run 'uv sync' (it is a dev dependency)", file=sys.stderr)
         return 2
+    if several := heads_message(_script(alembic_ini), alembic_ini.parent):
+        print(f"lint: {several}")
+        return 1
     findings, checked = lint(alembic_ini, squawk)
     for finding in findings:
         print(finding.report())
