@@ -54,6 +54,7 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     set_timeouts,
 )
 from {{ cookiecutter.project_slug }}.migration_toolkit.history import heads_message
+from {{ cookiecutter.project_slug }}.migration_toolkit.squash import behind_baseline
 from {{ cookiecutter.project_slug }}.settings import MigrationSettings, SettingsError, get_settings
 
 config = context.config
@@ -175,6 +176,11 @@ def do_run_migrations(
         migration_settings=limits,
         **COMMON_OPTIONS,
     )
+    # A database at a revision a baseline squashed: Alembic alone would say it cannot locate it.
+    if behind := behind_baseline(context.script, context.get_context().get_current_heads()):
+        raise SystemExit(f"FAILED: {behind}")
+    if owned:
+        connection.commit()  # that read began a transaction: each migration begins its own
     with context.begin_transaction():
         context.run_migrations()
 

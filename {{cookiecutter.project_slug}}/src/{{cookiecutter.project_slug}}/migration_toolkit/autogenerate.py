@@ -280,20 +280,16 @@ def index_foreign_keys(metadata: sa.MetaData) -> sa.MetaData:
     return metadata
 
 
-def _check_definitions(connection: Connection, table: sa.Table) -> dict[str, str]:
-    """The CHECK constraints of ``table`` (a model) as PostgreSQL writes them back."""
-    checks = {
-        str(constraint.name): constraint
-        for constraint in table.constraints
-        if isinstance(constraint, sa.CheckConstraint) and constraint.name
-    }
+def _read_back(connection: Connection, table: sa.Table, checks: dict[str, Any]) -> dict[str, str]:
+    """CHECK constraints (name: condition) as PostgreSQL writes them back, declared on a
+    temporary table with ``table``'s columns."""
     if not checks:
         return {}
     probe = sa.Table(
         PROBE,
         sa.MetaData(),
         *(sa.Column(column.name, column.type) for column in table.columns),
-        *(sa.CheckConstraint(check.sqltext, name=name) for name, check in checks.items()),
+        *(sa.CheckConstraint(condition, name=name) for name, condition in checks.items()),
         prefixes=["TEMPORARY"],
     )
     savepoint = connection.begin_nested()
@@ -302,6 +298,33 @@ def _check_definitions(connection: Connection, table: sa.Table) -> dict[str, str
         return _reflected_checks(connection, f"pg_temp.{PROBE}")
     finally:
         savepoint.rollback()
+
+
+def _check_definitions(connection: Connection, table: sa.Table) -> dict[str, str]:
+    """The CHECK constraints of ``table`` (a model) as PostgreSQL writes them back."""
+    checks = {
+        str(constraint.name): constraint.sqltext
+        for constraint in table.constraints
+        if isinstance(constraint, sa.CheckConstraint) and constraint.name
+    }
+    return _read_back(connection, table, checks)
+
+
+def _same_when_read_back(connection: Connection, table: sa.Table, one: str, other: str) -> bool:
+    """PostgreSQL does not read back every condition it writes as the same condition: ``x IN
+    ('a', 'b')`` is written ``x = ANY ((ARRAY['a', 'b'])::text[])``, which reads back as an
+    array of casts. A database restored from a dump (or built by a squashed baseline) holds
+    the second form: both, read back once more, are the same."""
+    conditions = {"one": one, "other": other}
+    try:
+        again = _read_back(
+            connection,
+            table,
+            {name: sa.text(text.removeprefix("CHECK ")) for name, text in conditions.items()},
+        )
+    except sa.exc.DBAPIError:  # it names a column the model no longer has: they differ
+        return False
+    return again["one"] == again["other"]
 
 
 def _reflected_checks(connection: Connection, table: str) -> dict[str, str]:
@@ -332,7 +355,9 @@ def _compare_check_definitions(
     modelled = _check_definitions(connection, metadata_table)
     existing = _reflected_checks(connection, table_name)
     for name in sorted(modelled.keys() & existing.keys()):
-        if modelled[name] == existing[name]:
+        if modelled[name] == existing[name] or _same_when_read_back(
+            connection, metadata_table, modelled[name], existing[name]
+        ):
             continue
         log.info("Detected changed check constraint %r on table %r", name, table_name)
         [constraint] = [c for c in metadata_table.constraints if c.name == name]
