@@ -306,15 +306,16 @@ def test_a_new_database_built_by_the_squashed_chain_is_the_one_the_old_chain_bui
 
 
 def test_the_squashed_chain_downgrades_to_an_empty_database_and_upgrades_again(
-    squashed: Squashed, create_database: CreateDatabase
+    squashed_middle: Squashed, create_database: CreateDatabase
 ) -> None:
     url = create_database()
-    assert squashed.alembic("upgrade", "head", url=url).returncode == 0
+    assert squashed_middle.alembic("upgrade", "head", url=url).returncode == 0
     built = schema(url)
 
-    down = squashed.alembic("downgrade", "base", url=url)
+    # The revision after the baseline, then the baseline's own downgrade.
+    down = squashed_middle.alembic("downgrade", "base", url=url)
     emptied = schema(url)
-    up = squashed.alembic("upgrade", "head", url=url)
+    up = squashed_middle.alembic("upgrade", "head", url=url)
 
     assert down.returncode == 0, down.stderr
     created = [line for line in emptied.splitlines() if line.startswith("CREATE")]
