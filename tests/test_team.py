@@ -133,3 +133,44 @@ def test_two_branches_merged_are_made_linear(
     project.make("lint", "heads", "BASE=main")
     for step in ("downgrade to=base", "migrate"):
         project.make(*step.split(), DATABASE_URL=alice)
+
+
+def revision_id(path: Path) -> str:
+    found = re.search(r'^revision: str = "(\w+)"$', path.read_text(encoding="utf-8"), re.MULTILINE)
+    assert found, path
+    return found.group(1)
+
+
+def test_squashed_lessons_pass_check_lint_and_the_suite(
+    cookies_session: Any,
+    shared_env: dict[str, str],
+    create_database: Callable[[], str],
+    postgres_url: str,
+) -> None:
+    answers = {"project_name": "Squashed Service", "docker": "no", "ci": "none"}
+    project = bake(cookies_session, shared_env, answers)
+    versions = project.path / "migrations" / "versions"
+    [schedule] = versions.glob("0012_*.py")  # a middle revision: 0013 must still chain on it
+    middle = revision_id(schedule)
+    [early] = versions.glob("0005_*.py")
+    behind, fresh = create_database(), create_database()
+    upgraded = project.run(
+        "uv", "run", "alembic", "upgrade", revision_id(early), DATABASE_URL=behind
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+
+    squashed = project.make("squash", f"to={middle}", DATABASE_URL=fresh)
+
+    assert "removed tests/migrations/test_lessons.py" in squashed
+    git(project, "commit", "-q", "-m", f"Squash the history up to {middle}")
+    [baseline] = versions.glob("*_baseline.py")
+    assert revision_id(baseline) == middle
+    assert len(list(versions.glob("*.py"))) == 2  # the baseline and 0013, which revises it
+    migrated = project.make("migrate", "check", DATABASE_URL=fresh)
+    assert "No new upgrade operations detected." in migrated
+    refused = project.run("make", "migrate", DATABASE_URL=behind)
+    assert refused.returncode != 0
+    assert f"the baseline {middle}" in refused.stderr, refused.stderr
+    project.make("lint")
+    tested = project.make("test", TEST_DATABASE_URL=postgres_url)
+    assert re.search(r"^=+ \d+ passed, \d+ deselected in", tested, re.MULTILINE), tested[-2000:]

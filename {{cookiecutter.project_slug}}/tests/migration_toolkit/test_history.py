@@ -20,6 +20,7 @@ from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 from tests.conftest import CreateDatabase
 from tests.migrations.conftest import alembic_command, run_alembic
 
+pytestmark = pytest.mark.slow  # git repositories, a few dozen alembic runs: make test-all
 TOOLKIT = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.migration_toolkit"]
 IDENTITY = ("-c", "user.name=Test", "-c", "user.email=test@example.com")
 
@@ -200,7 +201,6 @@ def test_relink_refuses_a_database_with_the_branch_applied(
     assert f"{theirs} -> {ours}" in up.stderr
 
 
-@pytest.mark.slow  # make lint over the whole chain
 def test_alembic_merge_heads_gives_a_clean_revision(
     tmp_path: Path, create_database: CreateDatabase
 ) -> None:

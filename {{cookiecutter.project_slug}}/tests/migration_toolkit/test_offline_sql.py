@@ -243,7 +243,9 @@ def test_the_whole_chain_offline_reaches_head_on_a_new_database_in_one_run(
 
     assert applied.returncode == 0, applied.stderr
     assert version(url) == revisions()[-1]
-    assert job_states(url) == dict.fromkeys(scheduled, "finished")  # nothing left to fill
+    states = job_states(url)  # a squashed baseline inserts its jobs as they were: finished
+    assert set(scheduled) <= set(states)
+    assert set(states.values()) <= {"finished"}  # nothing left to fill
 
 
 def drafts_chain(url: URL, directory: Path, rows: int) -> ScratchChain:

@@ -17,6 +17,7 @@ from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 from tests.conftest import CreateDatabase, revisions
 from tests.migrations.conftest import TOOLKIT, alembic_command
 
+pytestmark = pytest.mark.slow  # a git repository, lint and a trace per revision: make test-all
 TITLE = "## Migrations in this change"
 CREATE_TABLE = '''"""Create the review_items table.
 

@@ -637,6 +637,31 @@ def replace_files(plan: Plan, baseline: Path, source: str) -> None:
         _git_or_fail(baseline.parent, "add", "--", baseline.name)
 
 
+LESSON_TESTS = (
+    "tests/migrations/test_lessons.py",
+    "tests/migrations/test_backfill_slug.py",
+    "tests/migrations/test_release_still_serving.py",
+)
+"""The lessons' own tests: they replay the lesson revisions by their places in the chain, which
+a squash changes. They go with the squash, as the post-generation hook leaves them out of a
+render without the lessons; the playbook keeps the patterns and git keeps the lessons."""
+
+
+def remove_lesson_tests(root: Path) -> list[str]:
+    """Delete the lessons' tests that are there (``git rm`` when tracked); their paths."""
+    removed = []
+    for name in LESSON_TESTS:
+        path = root / name
+        if not path.is_file():
+            continue
+        if _tracked(path):
+            _git_or_fail(path.parent, "rm", "--quiet", "--", path.name)
+        else:
+            path.unlink()
+        removed.append(name)
+    return removed
+
+
 def _say(text: str) -> None:
     print(f"squash: {text}", file=sys.stderr)
 
@@ -677,6 +702,9 @@ def squash(url: URL, alembic_ini: str, to: str) -> Path:
     baseline = Path(script.versions) / baseline_name(plan.target)
     source = formatted(baseline_source(plan, dump, waived), baseline)
     replace_files(plan, baseline, source)
+    if removed := remove_lesson_tests(Path(alembic_ini).resolve().parent):
+        listed = ", ".join(removed)
+        _say(f"the lessons' tests replay them by their places in the chain: removed {listed}")
     return baseline
 
 
