@@ -113,7 +113,8 @@ class Rendered(Project):
     combination: Combination
 
 
-UNRENDERED = re.compile(r"{{|{%|{#|cookiecutter\.")
+# ${{ ... }} is a GitHub Actions expression, written through {% raw %} on purpose.
+UNRENDERED = re.compile(r"(?<!\$){{|{%|{#|cookiecutter\.")
 NOT_SOURCE = {".git", ".venv", ".localdb", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 
 

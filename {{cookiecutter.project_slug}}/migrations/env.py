@@ -135,7 +135,8 @@ def migration_settings() -> MigrationSettings:
 
 def refuse_several_heads(exc: Exception) -> None:
     """Two heads stop an upgrade to ``head``: say which, and the command that makes one."""
-    if isinstance(exc, CommandError) and (line := heads_message(context.script)):
+    several = isinstance(exc, CommandError) and "ultiple head" in str(exc)
+    if several and (line := heads_message(context.script)):
         raise SystemExit(f"FAILED: {line}") from None
 
 
