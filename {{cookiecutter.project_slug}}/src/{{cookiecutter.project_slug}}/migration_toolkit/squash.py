@@ -641,10 +641,12 @@ LESSON_TESTS = (
     "tests/migrations/test_lessons.py",
     "tests/migrations/test_backfill_slug.py",
     "tests/migrations/test_release_still_serving.py",
+    "tests/migration_toolkit/test_squash.py",
 )
-"""The lessons' own tests: they replay the lesson revisions by their places in the chain, which
-a squash changes. They go with the squash, as the post-generation hook leaves them out of a
-render without the lessons; the playbook keeps the patterns and git keeps the lessons."""
+"""The tests that take the lessons as their material: they replay the lesson revisions by
+their places in the chain, which a squash changes (test_squash squashes the lessons). They go
+with the squash, as the post-generation hook leaves them out of a render without the lessons;
+the playbook keeps the patterns and git keeps the lessons."""
 
 
 def remove_lesson_tests(root: Path) -> list[str]:
