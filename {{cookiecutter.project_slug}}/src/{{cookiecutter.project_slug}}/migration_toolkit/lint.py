@@ -928,8 +928,14 @@ def _toolkit_findings(
             context.locked[table] = statement.text.split("\n", 1)[0][:80]
 
 
-def lint(alembic_ini: Path, squawk: str) -> tuple[list[Finding], int]:
-    revisions = render_revisions(alembic_ini)
+def lint(
+    alembic_ini: Path,
+    squawk: str,
+    pairs: list[tuple[Rendered, Rendered]] | None = None,
+) -> tuple[list[Finding], int]:
+    """Every revision's findings, and how many revision files were checked; ``pairs`` is
+    :func:`render_revisions`'s result when the caller has it already."""
+    revisions = render_revisions(alembic_ini) if pairs is None else pairs
     root = alembic_ini.parent
     findings: list[Finding] = []
     schema = Schema()

@@ -109,11 +109,11 @@ def review(
     if not revisions:
         return []
     files = [_relative(str(revision.path), folder) for revision in revisions]
+    pairs = render_revisions(alembic_ini)
     rendered = {
-        _relative(upgrade.python_file, folder): (upgrade, downgrade)
-        for upgrade, downgrade in render_revisions(alembic_ini)
+        _relative(upgrade.python_file, folder): (upgrade, downgrade) for upgrade, downgrade in pairs
     }
-    findings, _ = lint(alembic_ini, squawk)
+    findings, _ = lint(alembic_ini, squawk, pairs)  # the same SQL, rendered once
     traces = _traces(alembic_ini, revisions, files, tracing)
     reviewed = []
     for revision, file, (trace, not_traced) in zip(revisions, files, traces, strict=True):
