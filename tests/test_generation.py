@@ -5,6 +5,7 @@ rendered, linted, migrated up, down and up again, and its own test suite run on 
 PostgreSQL; each bad answer must stop the render with the hook's message and leave nothing.
 """
 
+import ast
 import json
 import re
 import shutil
@@ -345,21 +346,51 @@ def test_first_model_gets_its_revision_migrated_checked_and_linted(
     assert re.search(r"^=+ \d+ passed, \d+ deselected in", tested, re.MULTILINE), tested[-2000:]
 
 
+def strategies_of(bench_script: Path) -> list[str]:
+    """The keys of the STRATEGIES dict in the rendered scripts/bench_migrations.py: what
+    --strategies runs by default."""
+    for node in ast.parse(bench_script.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.AnnAssign | ast.Assign) and isinstance(node.value, ast.Dict):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "STRATEGIES" for t in targets):
+                return [ast.literal_eval(key) for key in node.value.keys if key is not None]
+    raise AssertionError(f"no STRATEGIES dict in {bench_script}")
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, which the format puts first."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert data[12:16] == b"IHDR", f"{path}: no IHDR chunk first"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 def test_benchmark_runs_at_20000_rows_with_the_same_data_for_every_strategy(
     cookies_session: Any,
     shared_env: dict[str, str],
     create_database: Callable[[], str],
     tmp_path: Path,
 ) -> None:
+    """make bench --plot too: matplotlib comes for the run only (uv run --with), so the
+    render's pyproject.toml and uv.lock stay byte for byte as they were."""
     project = bake(cookies_session, shared_env, {"project_name": "Bench Service"})
-    arguments = f"ARGS=--rows 20000 --orm-sample 500 --output {tmp_path}"
+    locked = {name: (project.path / name).read_bytes() for name in ("pyproject.toml", "uv.lock")}
+    arguments = f"ARGS=--rows 20000 --orm-sample 500 --output {tmp_path} --plot"
 
     output = project.make("bench", arguments, DATABASE_URL=create_database())
 
     assert "# Migration benchmark: 20,000 rows" in output
     results = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))["results"]
-    assert len(results) == 9
+    expected = strategies_of(project.path / "scripts" / "bench_migrations.py")
+    assert [row["strategy"] for row in results] == expected
     assert all(row["data_ok"] for row in results), results
+    assert f"plot written to {tmp_path / 'bench.png'}" in output
+    width, height = png_size(tmp_path / "bench.png")
+    assert 1000 <= width <= 4000, (width, height)
+    assert 500 <= height <= 3000, (width, height)
+    assert (tmp_path / "bench.png").stat().st_size > 50_000  # drawn, not an empty canvas
+    changed = [name for name, was in locked.items() if (project.path / name).read_bytes() != was]
+    assert not changed, f"make bench --plot changed {changed}"
 
 
 @pytest.mark.parametrize(("answers", "message"), UNSUPPORTED, ids=lambda value: str(value))

@@ -571,32 +571,39 @@ def targets(idle: dict[str, float], by_name: dict[str, Result]) -> list[str]:
     return lines
 
 
-def plot(results: list[Result], path: Path) -> str:
-    try:
-        import matplotlib
+def plot_refusal(args: argparse.Namespace) -> str | None:
+    """Why ``--plot`` cannot draw, said before the benchmark runs rather than after; or None."""
+    if not args.plot:
+        return None
+    if not args.output:
+        return "--plot draws bench.png into the --output directory: add --output DIR"
+    _scripts_importable()
+    import bench_plot
 
-        matplotlib.use("Agg")
-        from matplotlib import pyplot
-    except ImportError:
-        return "--plot needs matplotlib: uv add --dev matplotlib"
-    figure, axis = pyplot.subplots(figsize=(10, 5))
-    for r in results:
-        axis.plot(
-            [t for t, _ in r.writer_samples],
-            [ms * 1000 for _, ms in r.writer_samples],
-            label=r.strategy,
-            linewidth=0.8,
-            marker=".",  # a write blocked for a whole index build is a single point
-            markersize=3,
+    if bench_plot.matplotlib_missing():
+        return (
+            "--plot needs matplotlib, which the service does not depend on: use"
+            ' make bench ARGS="... --plot" (it adds matplotlib for the run only) or'
+            " uv run --with matplotlib python scripts/bench_migrations.py ... --plot"
         )
-    axis.set(
-        xlabel="seconds into the strategy (when the write was sent)",
-        ylabel="writer latency (ms)",
-        yscale="log",
-    )
-    axis.legend()
-    figure.savefig(path, dpi=120)
-    return f"plot written to {path}"
+    return None
+
+
+def plot(document: dict[str, Any], path: Path) -> str:
+    """bench.png from what bench.json holds, drawn by scripts/bench_plot.py."""
+    _scripts_importable()
+    import bench_plot
+
+    bench_plot.plot(document, path)
+    again = f"uv run --with matplotlib python scripts/bench_plot.py {path.with_suffix('.json')}"
+    return f"plot written to {path} (to redraw it from the JSON: {again})"
+
+
+def _scripts_importable() -> None:
+    """scripts/ is sys.path[0] when this runs as a script; not when it is imported."""
+    scripts = str(Path(__file__).resolve().parent)
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -620,7 +627,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, help="directory for bench.md and bench.json")
     parser.add_argument(
-        "--plot", action="store_true", help="also the writer's latency over time as a PNG"
+        "--plot",
+        action="store_true",
+        help="also bench.png in --output DIR, the results as small multiples (needs matplotlib:"
+        " make bench adds it for the run)",
     )
     parser.add_argument(
         "--orm-sample",
@@ -690,6 +700,9 @@ def run(connection: Connection, dsn: str, args: argparse.Namespace) -> dict[str,
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
+    if refusal := plot_refusal(args):
+        print(refusal, file=sys.stderr)
+        return 2
     url = to_asyncpg_url(args.database_url)
     # The writer's own asyncpg connection: a DSN with the URL's TLS parameters (sslmode...).
     dsn = database_target(url).asyncpg_arguments()["dsn"]
@@ -720,9 +733,7 @@ def main(argv: list[str]) -> int:
         }
         (args.output / "bench.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
         if args.plot:
-            print(plot(results, args.output / "writer_latency.png"), file=sys.stderr)
-    elif args.plot:
-        print("--plot writes into --output DIR: give one", file=sys.stderr)
+            print(plot(document, args.output / "bench.png"), file=sys.stderr)
     return 0 if all(r.data_ok for r in results) else 1
 
 
