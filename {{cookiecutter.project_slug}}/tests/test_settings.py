@@ -6,7 +6,9 @@ from pydantic import ValidationError
 
 from {{ cookiecutter.project_slug }}.db.connect import database_target
 from {{ cookiecutter.project_slug }}.db.session import connect_args
+from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import latency_budget
 from {{ cookiecutter.project_slug }}.settings import (
+    MigrationSettings,
     Settings,
     SettingsError,
     get_settings,
@@ -164,3 +166,23 @@ def test_the_database_is_named_by_the_environment_then_dot_env(
 
     monkeypatch.setenv("DATABASE_URL", "postgresql://other@elsewhere/x")
     assert named_database() == "DATABASE_URL from the environment: other@elsewhere:5432/x"
+
+
+@pytest.mark.parametrize(
+    ("given", "budget"),
+    [({}, 2.0), ({"backfill_budget": "3"}, 3.0), ({"backfill_budget": "off"}, None)],
+)
+def test_the_backfill_budget_is_the_calls_unless_the_run_sets_one(
+    given: dict[str, str], budget: float | None
+) -> None:
+    settings = MigrationSettings(**given)  # type: ignore[arg-type]  # strings, as -x gives them
+
+    assert latency_budget(settings, None) == budget
+    assert latency_budget(settings, None, budget=None) == (None if not given else budget)
+    assert latency_budget(settings, 500) is None  # fixed batches: the size is the caller's
+
+
+@pytest.mark.parametrize("given", ["0.5", "1", "fast"])
+def test_a_backfill_budget_that_cannot_hold_is_refused(given: str) -> None:
+    with pytest.raises(ValidationError, match="backfill_budget"):
+        MigrationSettings(backfill_budget=given)  # a string, as -x gives it

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from {{ cookiecutter.project_slug }}.db.connect import to_asyncpg_url, where
@@ -171,6 +171,23 @@ def _postgres_size(value: str) -> str:
 PostgresSize = Annotated[str, AfterValidator(_postgres_size)]
 
 
+def _budget(value: Any) -> Any:
+    """``off`` (or ``none``, ``0``) turns the latency budget off: 0."""
+    if isinstance(value, str) and value.strip().lower() in ("off", "none", "0"):
+        return 0.0
+    return value
+
+
+def _budget_factor(value: float) -> float:
+    if value != 0 and not 1 < value <= 100:
+        msg = f"expected a factor above 1 (2: commits may take twice as long) or off, got {value}"
+        raise ValueError(msg)
+    return value
+
+
+LatencyBudget = Annotated[float, BeforeValidator(_budget), AfterValidator(_budget_factor)]
+
+
 class MigrationSettings(BaseSettings):
     """Limits for migrations: MIGRATION_LOCK_TIMEOUT etc., or ``alembic -x lock_timeout=2s``.
 
@@ -202,7 +219,11 @@ class MigrationSettings(BaseSettings):
     resumable."""
     batch_size: int | None = Field(default=None, ge=1, le=1_000_000)
     """Rows per backfill batch for this run (every backfill_in_batches call); unset: each
-    call's own batch_size, or batches that adapt to about 50 ms."""
+    call's own batch_size, or batches sized by the latency budget, up to about 50 ms."""
+    backfill_budget: LatencyBudget | None = None
+    """Backfills size their batches to keep the application's commits within this many times
+    what they took before the backfill (``2``; a canary connection times them); ``off``: batches
+    only adapt to about 50 ms each. Unset: each call's ``budget`` (2 unless it says)."""
 
 
 @lru_cache

@@ -13,46 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import URL
-
-from tests.servers import BIN, binaries_for, free_port, server_user, stop_postmaster
-
-
-@dataclass(frozen=True)
-class Node:
-    data: Path
-    port: int
-    run_as: dict[str, Any]
-    bin: Path = BIN
-
-    def url(self, database: str = "postgres") -> URL:
-        return URL.create(
-            "postgresql+asyncpg",
-            username="postgres",
-            host="127.0.0.1",
-            port=self.port,
-            database=database,
-        )
-
-    def psql(self, sql: str, database: str = "postgres") -> str:
-        """Run ``sql`` and return its rows, one per line, ``|`` between columns."""
-        command = [str(BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
-        result = subprocess.run(
-            [*command, "-d", database, "-XAtqc", sql], capture_output=True, text=True, check=False
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout.strip()
-
-    def start(self, socket_dir: Path) -> None:
-        options = f"-p {self.port} -k {socket_dir} -c listen_addresses=127.0.0.1"
-        log = self.data.parent / f"{self.data.name}.log"
-        pg_ctl = [str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-o", options]
-        subprocess.run([*pg_ctl, "-w", "-t", "60", "start"], check=True, **self.run_as)
-
-    def stop(self) -> None:
-        stop_postmaster(self.data)
+from tests.servers import Node, binaries_for, free_port, initdb, server_user
 
 
 @dataclass(frozen=True)
@@ -83,16 +45,7 @@ def streaming_replica() -> Iterator[ReplicaPair]:
     primary = Node(root / "primary", free_port(), run_as, binaries)
     standby = Node(root / "standby", free_port(), run_as, binaries)
     try:
-        initdb = [
-            str(binaries / "initdb"),
-            "-D",
-            str(primary.data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-        ]
-        subprocess.run([*initdb, "--no-sync"], check=True, capture_output=True, **run_as)
+        initdb(primary, run_as)
         with (primary.data / "pg_hba.conf").open("a") as hba:
             hba.write("host replication all 127.0.0.1/32 trust\n")
         primary.start(root)

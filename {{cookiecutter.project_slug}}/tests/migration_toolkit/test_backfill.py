@@ -22,6 +22,7 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
 )
 
 from tests.migration_toolkit.scratch import scratch_chain
+from tests.servers import own_server
 
 ROWS = 3000
 metadata = sa.MetaData()
@@ -35,7 +36,8 @@ items = sa.Table(
 )
 
 # The runner as a process of its own, so that it can be killed like a real deploy:
-# python worker.py URL WORKERS (1: one KeysetBackfill; more: a ParallelKeysetBackfill).
+# python worker.py URL WORKERS BUDGET (1: one KeysetBackfill, with a latency budget unless
+# BUDGET is "none"; more: a ParallelKeysetBackfill).
 WORKER = """
 import asyncio, logging, sys
 import sqlalchemy as sa
@@ -50,10 +52,12 @@ items = sa.table("backfill_items", sa.column("id"), sa.column("n"), sa.column("d
 values = {"doubled": items.c.n * 2, "visits": items.c.visits + 1}
 settings = {"application_name": "backfill-under-test"}
 workers = int(sys.argv[2])
+budget = None if sys.argv[3] == "none" else float(sys.argv[3])
 
 def run(connection):
     KeysetBackfill(connection.execution_options(isolation_level="AUTOCOMMIT"), items,
-                   items.c.id, values, items.c.doubled.is_(None), batch_size=25).run()
+                   items.c.id, values, items.c.doubled.is_(None), batch_size=25, budget=budget,
+                   connect_args={"server_settings": settings}).run()
 
 async def main():
     engine = create_async_engine(sys.argv[1], connect_args={"server_settings": settings})
@@ -158,14 +162,16 @@ async def test_progress_reports_rows_rate_and_eta() -> None:
 
 
 @pytest.mark.slow  # kill -9, three times: make test-all
-@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("workers", "budget"), [(1, "none"), (1, "2"), (2, "none"), (3, "none")], ids=str
+)
 async def test_killed_runs_resume_and_process_every_row_exactly_once(
-    engine: AsyncEngine, tmp_path: Path, workers: int
+    engine: AsyncEngine, tmp_path: Path, workers: int, budget: str
 ) -> None:
     worker = tmp_path / "backfill_worker.py"
     worker.write_text(WORKER, encoding="utf-8")
     command = [sys.executable, str(worker), engine.url.render_as_string(hide_password=False)]
-    command.append(str(workers))
+    command += [str(workers), budget]
     await make_key_uneven(engine)
     seed = random.randrange(2**32)
     chooser = random.Random(seed)
@@ -313,10 +319,21 @@ def downgrade() -> None:
 WAL_POSITION = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
 
 
+@pytest.fixture
+async def own_engine() -> AsyncIterator[AsyncEngine]:
+    """An engine on a server of the test's own: the server-wide WAL position and commit latency
+    the throttles read are the test's alone, whatever else writes to the shared server."""
+    with own_server() as server:
+        engine = create_async_engine(server.url())
+        yield engine
+        await engine.dispose()
+
+
 @pytest.mark.slow  # seconds of pauses, by design: make test-all
 async def test_the_wal_budget_holds_the_backfill_to_its_rate(
-    engine: AsyncEngine, tmp_path: Path
+    own_engine: AsyncEngine, tmp_path: Path
 ) -> None:
+    engine = own_engine
     chain = scratch_chain(tmp_path, *WAL_BUDGET_REVISIONS)
     await asyncio.to_thread(chain.upgrade, engine.url, chain.revisions[0])
     async with engine.connect() as connection:
@@ -327,12 +344,13 @@ async def test_the_wal_budget_holds_the_backfill_to_its_rate(
     result = await asyncio.to_thread(chain.run, *budget, "upgrade", "head", url=engine.url)
 
     elapsed = time.monotonic() - started
+    output = f"the runner's output:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, output
     async with engine.connect() as connection:
         written = (await connection.execute(sa.text(WAL_POSITION))).scalar_one() - before
         wrong = "SELECT count(*) FROM wal_items WHERE copied IS DISTINCT FROM note"
-        assert (await connection.execute(sa.text(wrong))).scalar_one() == 0
-    assert result.returncode == 0, result.stderr
-    assert f"above the budget of {WAL_BUDGET_MB}MB/s" in result.stderr
+        assert (await connection.execute(sa.text(wrong))).scalar_one() == 0, output
+    assert f"above the budget of {WAL_BUDGET_MB}MB/s" in result.stderr, output
     # The throttle lets a batch start only once the WAL before it is within the budget: the
     # run lasts at least the WAL written, less the last batch's and what came before the first
     # (1 MB is more than either here), divided by the rate. An unthrottled run takes ~0.3 s.
@@ -340,3 +358,113 @@ async def test_the_wal_budget_holds_the_backfill_to_its_rate(
     print(f"{megabytes:.1f} MB of WAL in {elapsed:.1f} s, budget {WAL_BUDGET_MB} MB/s")
     assert megabytes > 4 * WAL_BUDGET_MB, "too little WAL for the bound to mean anything"
     assert elapsed >= (megabytes - 1) / WAL_BUDGET_MB
+
+
+# The budgeted runner as a process of its own, logging each change of pace:
+# python budget_worker.py URL. Slow by design (small batches, a pause after each), so that the
+# test can load the server and unload it while it runs.
+BUDGET_WORKER = """
+import asyncio, logging, sys
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import KeysetBackfill
+
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+items = sa.table("backfill_items", sa.column("id"), sa.column("n"), sa.column("doubled"),
+                 sa.column("visits"))
+
+def run(connection):
+    KeysetBackfill(connection.execution_options(isolation_level="AUTOCOMMIT"), items, items.c.id,
+                   {"doubled": items.c.n * 2, "visits": items.c.visits + 1},
+                   items.c.doubled.is_(None), label="backfill_items.doubled", batch_size=200,
+                   target_seconds=0.05, min_size=20, max_size=1000, pause_seconds=0.005,
+                   budget=2.0, log_batches=False).run()
+
+async def main():
+    engine = create_async_engine(sys.argv[1])
+    async with engine.connect() as connection:
+        await connection.run_sync(run)
+    await engine.dispose()
+
+asyncio.run(main())
+"""
+BUDGET_ROWS = 300_000
+# The synthetic load: a few MB of WAL in each transaction, so that every other commit on the
+# server waits for its flush, as under a burst of the application's writes.
+LOAD = "INSERT INTO ballast SELECT g, repeat('x', 300) FROM generate_series(1, 10000) AS g"
+
+
+async def run_load(engine: AsyncEngine, stop: asyncio.Event) -> int:
+    transactions = 0
+    async with engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        while not stop.is_set():
+            await autocommit.execute(sa.text(LOAD))
+            transactions += 1
+    return transactions
+
+
+async def next_line_with(process: asyncio.subprocess.Process, text: str, seen: list[str]) -> str:
+    """The runner's next line that contains ``text`` (every line read is kept in ``seen``)."""
+    assert process.stdout is not None
+    while True:
+        raw = await asyncio.wait_for(process.stdout.readline(), timeout=120)
+        line = raw.decode()
+        if not line:
+            pytest.fail(f"the runner ended before saying {text!r}:\n" + "".join(seen))
+        seen.append(line)
+        if text in line:
+            return line
+
+
+@pytest.mark.slow  # a load on a server of its own, for seconds: make test-all
+async def test_the_latency_budget_slows_under_load_and_speeds_up_after_it(
+    own_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    engine = own_engine
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+        await connection.execute(sa.text("CREATE TABLE ballast (id int, note text)"))
+        fill = sa.select(sa.func.generate_series(1, BUDGET_ROWS))
+        await connection.execute(items.insert().from_select(["n"], fill))
+    worker = tmp_path / "budget_worker.py"
+    worker.write_text(BUDGET_WORKER, encoding="utf-8")
+    url = engine.url.render_as_string(hide_password=False)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(worker),
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    seen: list[str] = []
+    stop = asyncio.Event()
+    try:
+        await next_line_with(process, "before the backfill", seen)
+        await asyncio.sleep(0.5)
+        load = asyncio.create_task(run_load(engine, stop))
+        loaded_at = len(seen)
+        slower = await next_line_with(process, "slowing down", seen)
+        await asyncio.sleep(1)  # long enough under the load for its pace to fall further
+        stop.set()
+        transactions = await load
+        unloaded_at = len(seen)
+        faster = await next_line_with(process, "speeding up", seen)
+        assert await asyncio.wait_for(process.wait(), timeout=300) == 0, "".join(seen)
+    finally:
+        stop.set()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.stdout is not None
+    seen.append((await process.stdout.read()).decode())
+
+    log = "".join(seen)
+    print(log)
+    assert transactions > 0
+    assert "canary commits took over the budget" in slower, log
+    assert seen.index(slower) >= loaded_at, log
+    assert seen.index(faster) >= unloaded_at, log
+    rows = await final_rows(engine)
+    assert len(rows) == BUDGET_ROWS
+    assert all(doubled == 2 * n and visits == 1 for _, n, doubled, visits in rows), log

@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,6 +24,11 @@ from sqlalchemy import URL, Connection
 from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.project_slug }}.db.connect import create_engine
+from {{ cookiecutter.project_slug }}.migration_toolkit.budget import (
+    DEFAULT_BUDGET,
+    LatencyBudget,
+    sibling_url,
+)
 from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     MigrationSafetyError,
     acknowledge_lint,
@@ -57,6 +63,7 @@ __all__ = [
     "batch_update",
     "delete_in_batches",
     "key_slices",
+    "latency_budget",
     "offline_backfill",
 ]
 
@@ -301,7 +308,10 @@ class KeysetBackfill:
 
     ``connection`` must be in autocommit mode, so that each UPDATE is a transaction of its own.
     With ``target_seconds`` the batch size adapts (within ``min_size``..``max_size``) so that a
-    batch takes about that long; without it every batch has ``batch_size`` rows.
+    batch takes about that long; without it every batch has ``batch_size`` rows. With
+    ``budget`` as well, batches are sized to keep the application's commits within ``budget``
+    times their latency before the backfill (:class:`~.budget.LatencyBudget`), never longer
+    than ``target_seconds``.
     """
 
     connection: Connection
@@ -326,6 +336,11 @@ class KeysetBackfill:
     log_batches: bool = True
     should_stop: Callable[[], bool] | None = None
     """Asked before each batch; True ends the run early (another worker failed)."""
+    budget: float | None = None
+    """Keep the application's commits within this many times their latency before the
+    backfill (a canary connection measures them); None: batches adapt to their duration only."""
+    connect_args: dict[str, Any] = field(default_factory=dict)
+    """For the budget's canary connection (the runner's own comes ready)."""
 
     def batch_end(self, after: Any) -> Any:
         """The key of the last row of the batch after key ``after`` (None when no row is left)."""
@@ -344,7 +359,25 @@ class KeysetBackfill:
         """The UPDATE of the pending rows with keys in (``after``, ``until``]."""
         return batch_update(self.table, self.key, self.values, self.pending, after, until)
 
-    def _resize(self, seconds: float) -> None:
+    def latency_budget(self, rows: int) -> LatencyBudget | None:
+        """The budget the batches keep, if any: none for a fill of one batch or less."""
+        if self.budget is None or rows <= self.batch_size:
+            return None
+        return LatencyBudget(
+            sibling_url(self.connection),
+            self.label,
+            self.budget,
+            start_size=self.batch_size,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            target_seconds=self.target_seconds or TARGET_BATCH_SECONDS,
+            connect_args=self.connect_args,
+        )
+
+    def _resize(self, seconds: float, budget: LatencyBudget | None) -> None:
+        if budget is not None:
+            self.batch_size = budget.next_batch(self.batch_size, seconds)
+            return
         if self.target_seconds is None or seconds <= 0:
             return
         factor = min(2.0, max(0.5, self.target_seconds / seconds))
@@ -356,6 +389,12 @@ class KeysetBackfill:
         if self.log_batches:
             rows, size = progress.total, self.batch_size
             log.info("%s: %d rows to fill, batches of %d", self.label, rows, size)
+        budget = self.latency_budget(progress.total)
+        with budget or nullcontext():
+            self._batches(progress, budget)
+        return progress
+
+    def _batches(self, progress: Progress, budget: LatencyBudget | None) -> None:
         after: Any = self.start_after
         while True:
             if self.should_stop is not None and self.should_stop():
@@ -381,14 +420,14 @@ class KeysetBackfill:
             progress.batches += 1
             progress.longest_batch = max(progress.longest_batch, seconds)
             progress.last_key = after = until
-            self._resize(seconds)
+            self._resize(seconds, budget)
             if self.log_batches:
                 log.info("%s", progress.line(self.batch_size))
             if self.on_batch is not None:
                 self.on_batch(progress)
-            if self.pause_seconds:
-                time.sleep(self.pause_seconds)
-        return progress
+            pause = max(self.pause_seconds, budget.pause if budget is not None else 0.0)
+            if pause:
+                time.sleep(pause)
 
 
 def key_slices(
@@ -554,15 +593,19 @@ def backfill_in_batches(
     pause_seconds: float = 0.0,
     workers: int = 1,
     gentle: bool = False,
+    budget: float | None = DEFAULT_BUDGET,
 ) -> Progress | None:
     """Run a :class:`KeysetBackfill` from a migration (``workers`` > 1: a
     :class:`ParallelKeysetBackfill`, each worker on a connection of its own).
 
     Rows per batch: ``-x batch_size=N`` (or MIGRATION_BATCH_SIZE) for this run, else
-    ``batch_size``, else GENTLE_BATCH_SIZE with ``gentle`` (a table the application writes to
-    all the time), else a size that adapts to keep each batch near TARGET_BATCH_SECONDS. Each
-    batch may run for MIGRATION_BACKFILL_BATCH_TIMEOUT. Offline (``--sql``) the same batches
-    are emitted as a ``DO`` block that commits after each one (see :func:`offline_backfill`).
+    ``batch_size``, else GENTLE_BATCH_SIZE with ``gentle``, else sized to keep the
+    application's commits within ``budget`` times what they took before the backfill (``-x
+    backfill_budget=3`` or ``off`` for this run; see :mod:`.budget`), each batch under
+    TARGET_BATCH_SECONDS. ``budget=None``: batches adapt to TARGET_BATCH_SECONDS alone (the
+    fastest one runner goes; parallel workers always do). Each batch may run for
+    MIGRATION_BACKFILL_BATCH_TIMEOUT. Offline (``--sql``) the same batches are emitted as a
+    ``DO`` block that commits after each one (see :func:`offline_backfill`).
     """
     context = op.get_context()
     settings = migration_settings()
@@ -602,6 +645,7 @@ def backfill_in_batches(
             target_seconds=None if size else TARGET_BATCH_SECONDS,
             pause_seconds=pause_seconds,
             throttle=backfill_throttle(settings),
+            budget=None if workers > 1 else latency_budget(settings, size, budget),
         )
         if workers > 1:
             # After autocommit_block() began: the revision's earlier DDL is committed, so the
@@ -649,6 +693,17 @@ def delete_in_batches(
         pause_seconds=pause_seconds,
         gentle=gentle,
     )
+
+
+def latency_budget(
+    settings: MigrationSettings, fixed_size: int | None, budget: float | None = DEFAULT_BUDGET
+) -> float | None:
+    """The latency budget a run keeps: none with fixed batches; MIGRATION_BACKFILL_BUDGET
+    (``-x backfill_budget``) wins over the call's ``budget``; 0 or None: none."""
+    if fixed_size:
+        return None
+    chosen = settings.backfill_budget if settings.backfill_budget is not None else budget
+    return chosen or None
 
 
 def backfill_throttle(settings: MigrationSettings) -> Throttle | None:

@@ -42,6 +42,7 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
     KeysetBackfill,
     Progress,
     backfill_throttle,
+    latency_budget,
 )
 from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     MigrationSafetyError,
@@ -380,6 +381,7 @@ def _run_locked(connection: Connection, name: str, settings: MigrationSettings) 
         on_batch=store_progress,
         throttle=backfill_throttle(settings),
         start_after=after,
+        budget=latency_budget(settings, size),
     )
     try:
         progress = runner.run()

@@ -1,0 +1,325 @@
+"""Size a backfill's batches by how the application's own writes are doing.
+
+Problem: how much a backfill slows the application depends on the machine, the hour and
+what else runs, not on the table: the same fixed batch that costs nothing on a quiet server
+makes every commit of a busy one wait behind its WAL (``make bench`` measured writer p99 from
+1.2x to 8x idle for one batch size, from run to run). Before the first batch, a canary
+connection times a one-line transaction that commits as an application's write does
+(``pg_current_xact_id()`` gives it a transaction id, so its COMMIT waits for a WAL flush),
+every few milliseconds, to learn what commits cost with no backfill running. From then on it
+keeps timing them while the batches run: when they take more than ``factor`` times that, the
+next batches halve (down to a few rows, then pauses between them); when they are well within
+it, the batches grow again, up to the time a batch may take. The log says each time why.
+"""
+
+import contextlib
+import json
+import logging
+import math
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import IO, Any
+
+from sqlalchemy import URL, Connection
+
+from {{ cookiecutter.project_slug }}.db.connect import database_target
+from {{ cookiecutter.project_slug }}.settings import get_settings
+
+__all__ = [
+    "CANARY_PROGRAM",
+    "DEFAULT_BUDGET",
+    "LatencyBudget",
+    "sibling_url",
+]
+
+log = logging.getLogger("alembic.backfill")
+
+DEFAULT_BUDGET = 2.0
+"""The application's commits may take up to this many times what they took before the backfill."""
+CANARY_PROGRAM = """
+import asyncio, itertools, json, ssl, sys, time
+import asyncpg
+
+async def commit_until_stopped(request):
+    connect = request["connect"]
+    if request["system_ca"] is not None:
+        connect["ssl"] = ssl.create_default_context()
+        connect["ssl"].check_hostname = request["system_ca"]
+    connection = await asyncpg.connect(**connect)
+    for count in itertools.count():
+        started = time.monotonic()
+        async with connection.transaction():
+            await connection.fetchval("SELECT pg_current_xact_id()")
+        print(f"{time.monotonic() - started:.6f}", flush=True)
+        calibrating = count < request["calibration"]
+        await asyncio.sleep(request["calibration_interval" if calibrating else "interval"])
+
+try:
+    asyncio.run(commit_until_stopped(json.loads(sys.stdin.read())))
+except (BrokenPipeError, KeyboardInterrupt):
+    pass
+except Exception as exc:  # one line for the budget's log (never the URL: not in messages)
+    sys.exit(f"{type(exc).__name__}: {exc}")
+"""
+"""The canary process, run with ``python -c``: imports nothing but asyncpg, so it starts fast.
+Its statement takes a transaction id, so that its COMMIT flushes WAL as a write's does."""
+CANARY_INTERVAL = 0.005
+"""Seconds between two canary transactions (about 150 a second: a transaction id each)."""
+CALIBRATION_SAMPLES = 120
+"""Canary commits timed before the first batch: what commits cost without the backfill, tail
+included."""
+CALIBRATION_INTERVAL = 0.002
+"""Seconds between two canary transactions before the first batch (a quarter of a second)."""
+BASELINE_QUANTILE = 0.98
+"""The calibration's latency the budget multiplies: the tail, as the application's p99 is."""
+OVER_SHARE = 0.01
+"""The share of canary commits that may take longer than the budget: it holds the canary's p99
+(and so the application's) within the budget."""
+STEP = 0.15
+"""How hard one canary commit moves the batch size: one over the budget shrinks the batches by
+about 14%; a hundred within it grow them by as much (the pace settles where 1% are over)."""
+MIN_ALLOWANCE = 0.001
+"""Seconds a commit may take over its latency before the backfill whatever the factor: on a
+fast disk a commit takes a fraction of a millisecond, and any other writer doubles that."""
+RECENT = 200
+"""The canary commits a log line counts (about a second)."""
+LOG_SECONDS = 1.0
+"""A change of pace is logged at most this often (a change of direction always)."""
+
+
+def sibling_url(connection: Connection) -> URL | str:
+    """Where more connections to ``connection``'s database come from: the configured URL
+    with its TLS parameters when the connection was made from it, else the connection's own."""
+    url = connection.engine.url
+    with contextlib.suppress(Exception):  # no usable settings: the connection's URL it is
+        settings = get_settings()
+        for configured in (settings.alembic_database_url, settings.database_url):
+            if database_target(configured).url == url:
+                return configured
+    return url
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+class Canary:
+    """A process of its own (:data:`CANARY_PROGRAM`) that commits a one-line transaction
+    every ``interval`` seconds on a connection of its own and prints how long each took; a
+    thread here reads them into ``samples``.
+
+    A process, not a thread: a thread's timings would include its waits for the runner's GIL,
+    which grow as batches shrink and would read as the database getting slower.
+    """
+
+    def __init__(
+        self, url: URL | str, connect_args: dict[str, Any], interval: float = CANARY_INTERVAL
+    ) -> None:
+        arguments = database_target(url).asyncpg_arguments(timeout=10)
+        context = arguments.pop("ssl", None)  # the system's CAs (sslrootcert=system)
+        # Through stdin: a password on the command line would show in ps.
+        self._request = json.dumps(
+            {
+                "connect": arguments | {"server_settings": connect_args.get("server_settings")},
+                "system_ca": None if context is None else context.check_hostname,
+                "interval": interval,
+                "calibration": CALIBRATION_SAMPLES,
+                "calibration_interval": CALIBRATION_INTERVAL,
+            }
+        )
+        self.interval = interval
+        self.samples: list[float] = []
+        self.error: str | None = None
+        self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(  # noqa: S603 (this interpreter, this module)
+            [sys.executable, "-c", CANARY_PROGRAM],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        process = self._process
+        if process.stdin is None or process.stdout is None or process.stderr is None:
+            raise RuntimeError("the canary process has no pipes")  # Popen above makes them
+        process.stdin.write(self._request)
+        process.stdin.close()
+        self._reader = threading.Thread(
+            target=self._read, args=(process, process.stdout, process.stderr), daemon=True
+        )
+        self._reader.start()
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.samples) < count and self.error is None:
+            if time.monotonic() > deadline:
+                self.error = f"fewer than {count} canary commits in {timeout:g} s"
+                return False
+            time.sleep(self.interval)
+        return self.error is None
+
+    def _read(self, process: "subprocess.Popen[str]", stdout: IO[str], stderr: IO[str]) -> None:
+        for line in stdout:
+            self.samples.append(float(line))
+        returncode = process.wait()
+        if returncode > 0:  # terminated by stop(): a negative code, and no error
+            message = stderr.read().strip().splitlines()
+            self.error = message[-1] if message else f"the canary exited with {returncode}"
+
+
+@dataclass
+class LatencyBudget:
+    """Keep the application's commits within ``factor`` times what they cost before the
+    backfill, by the size of the next batch and the pause before it.
+
+    Used as a context manager around the batches: entering starts the canary and measures
+    the baseline; :meth:`next_batch` is asked after each batch.
+    """
+
+    url: URL | str
+    label: str
+    factor: float = DEFAULT_BUDGET
+    start_size: int = 1000
+    min_size: int = 50
+    max_size: int = 50_000
+    target_seconds: float = 0.05
+    """The longest a batch may take: batches never grow past it, whatever the budget allows."""
+    max_pause: float = 1.0
+    connect_args: dict[str, Any] = field(default_factory=dict)
+    idle: float = 0.0
+    """The canary's latency (BASELINE_QUANTILE) before the first batch, in seconds."""
+    pause: float = 0.0
+    slowed: int = 0
+    sped_up: int = 0
+    _canary: Canary | None = None
+    _seen: int = 0
+    _pace: float = 0.0
+    _reported: float = 0.0
+    _recent: list[bool] = field(default_factory=list)
+    _direction: str = ""
+    _logged_at: float = -1e9
+
+    @property
+    def limit(self) -> float:
+        return max(self.factor * self.idle, self.idle + MIN_ALLOWANCE)
+
+    def __enter__(self) -> "LatencyBudget":
+        canary = Canary(self.url, self.connect_args)
+        canary.start()
+        if not canary.wait_for(CALIBRATION_SAMPLES, timeout=10):
+            canary.stop()
+            log.warning(
+                "%s: no latency budget: the canary failed (%s); batches adapt to their"
+                " duration only",
+                self.label,
+                canary.error,
+            )
+            return self
+        self._canary = canary
+        self._seen = len(canary.samples)
+        self.min_size = min(self.min_size, self.start_size)
+        self.idle = quantile(canary.samples[: self._seen], BASELINE_QUANTILE)
+        self._pace = self._reported = float(self.start_size)
+        log.info(
+            "%s: commits take %.2f ms before the backfill (p%d of %d canary commits): batches"
+            " keep them within %.2f ms (%gx)",
+            self.label,
+            self.idle * 1000,
+            round(BASELINE_QUANTILE * 100),
+            self._seen,
+            self.limit * 1000,
+            self.factor,
+        )
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._canary is not None:
+            self._canary.stop()
+
+    def next_batch(self, size: int, batch_seconds: float) -> int:
+        """The size of the next batch, after one of ``size`` rows that took ``batch_seconds``;
+        ``pause`` is then how long to wait before it.
+
+        Each canary commit since the last call moves the pace: over the budget, down by
+        ``STEP``; within it, up by ``STEP * OVER_SHARE / (1 - OVER_SHARE)``, so the pace settles
+        where ``OVER_SHARE`` of the commits are over it. Below ``min_size`` rows the pace goes
+        on falling as pauses between batches (up to ``max_pause``).
+        """
+        canary = self._canary
+        if canary is not None and canary.error is not None:
+            log.warning("%s: the canary stopped (%s): keeping the pace", self.label, canary.error)
+            self._canary = canary = None
+        if canary is None:  # no signal: the time cap alone, as adaptive batches
+            if batch_seconds > self.target_seconds or batch_seconds < self.target_seconds / 2:
+                size = int(size * self.target_seconds / max(batch_seconds, 1e-6))
+            return max(self.min_size, min(self.max_size, size))
+        fresh = canary.samples[self._seen :]
+        self._seen += len(fresh)
+        over = sum(latency > self.limit for latency in fresh)
+        self._recent = (self._recent + [latency > self.limit for latency in fresh])[-RECENT:]
+        # pace: rows per batch, or below min_size the share of time not paused
+        pace = self._pace * math.exp(
+            STEP * (len(fresh) - over) * OVER_SHARE / (1 - OVER_SHARE) - STEP * over
+        )
+        if batch_seconds > self.target_seconds:  # the time cap holds in any case
+            pace = min(pace, size * self.target_seconds / batch_seconds)
+        elif batch_seconds > self.target_seconds * 0.8:
+            pace = min(pace, size)
+        self._pace = max(self.min_size / 20, min(self.max_size, pace))
+        slower = self._pace < self._reported * 0.8
+        if slower or self._pace > self._reported * 1.25:
+            self._reported = self._pace
+            self.slowed += slower
+            self.sped_up += not slower
+            self._report(slower, size)
+        if self._pace >= self.min_size:
+            self.pause = 0.0
+            return int(self._pace)
+        # Fewer rows than min_size per batch: min_size rows, paused to the same average pace.
+        self.pause = min(self.max_pause, batch_seconds * (self.min_size / self._pace - 1))
+        return self.min_size
+
+    def _report(self, slower: bool, size: int) -> None:
+        now = time.monotonic()
+        direction = "slowing down" if slower else "speeding up"
+        if direction == self._direction and now - self._logged_at < LOG_SECONDS:
+            return
+        self._direction, self._logged_at = direction, now
+        pace = (
+            f"next batches {int(self._pace)} rows"
+            if self._pace >= self.min_size
+            else f"next batches {self.min_size} rows, {self.min_size / self._pace:.1f}x apart"
+        )
+        log.info(
+            "%s: %s: %d of the last %d canary commits took over the budget of %.2f ms (%gx"
+            " %.2f ms, the p%d before the backfill; %g%% may): %s",
+            self.label,
+            direction,
+            sum(self._recent),
+            len(self._recent),
+            self.limit * 1000,
+            self.factor,
+            self.idle * 1000,
+            round(BASELINE_QUANTILE * 100),
+            OVER_SHARE * 100,
+            pace,
+        )
