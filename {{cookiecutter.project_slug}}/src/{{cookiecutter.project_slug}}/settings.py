@@ -204,6 +204,9 @@ class MigrationSettings(BaseSettings):
     """How long one batch of a backfill may run."""
     index_build_timeout: PostgresDuration = "2h"
     """How long CREATE INDEX CONCURRENTLY may run."""
+    index_build_workers: int | None = Field(default=None, ge=0, le=64)
+    """``max_parallel_maintenance_workers`` for concurrent index builds (``0`` on a small
+    server keeps its cores for the application); unset: the server's setting."""
     lock_attempts: int = Field(default=5, ge=1, le=50)
     """Attempts of a DDL step whose lock is not granted, with exponential backoff between."""
     deploy_lock_wait: float = Field(default=900.0, gt=0)

@@ -1,6 +1,7 @@
 """Unit tests of the migration helpers that need no Alembic run, on real PostgreSQL."""
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from alembic.migration import MigrationContext
@@ -18,6 +19,8 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     refuse_broken_concurrent_builds,
     set_timeouts,
 )
+
+from tests.migration_toolkit.scratch import scratch_chain
 
 
 @pytest.fixture
@@ -167,3 +170,34 @@ async def test_check_constraint_that_fails_to_validate_leaves_nothing_behind(
     assert "2 row(s) of coupons break CHECK (percent BETWEEN 0 AND 100)" in message
     assert "(for example the row with id=7)" in message
     assert "It was removed again: writes go on as before." in message
+
+
+BUILD_WORKERS_REVISION = """
+def upgrade() -> None:
+    op.execute("CREATE TABLE wide (id bigint PRIMARY KEY, n integer NOT NULL)")
+    op.execute("INSERT INTO wide SELECT g, g FROM generate_series(1, 1000) AS g")
+    show = sa.text("SHOW max_parallel_maintenance_workers")
+    before = op.get_bind().execute(show).scalar_one()
+    create_index_concurrently("ix_wide_n", "wide", ["n"])
+    after = op.get_bind().execute(show).scalar_one()
+    if after != before:
+        raise RuntimeError(f"max_parallel_maintenance_workers left at {after}, was {before}")
+
+
+def downgrade() -> None:
+    op.execute("DROP TABLE wide")
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_index_build_workers_apply_to_the_build_alone(
+    create_database: Callable[[], URL], tmp_path: Path, workers: str
+) -> None:
+    chain = scratch_chain(tmp_path, BUILD_WORKERS_REVISION)
+    url = create_database()
+
+    result = chain.run("-x", f"index_build_workers={workers}", "upgrade", "head", url=url)
+
+    assert result.returncode == 0, result.stderr
+    line = f"building ix_wide_n with max_parallel_maintenance_workers = {workers}"
+    assert line in result.stderr

@@ -647,6 +647,14 @@ def backfill_in_batches(
             throttle=backfill_throttle(settings),
             budget=None if workers > 1 else latency_budget(settings, size, budget),
         )
+        if workers > 1 and latency_budget(settings, size, budget) is not None:
+            log.info(
+                "%s: %d workers, each with batches of about %.0f ms: no latency budget (it"
+                " paces one runner)",
+                label,
+                workers,
+                TARGET_BATCH_SECONDS * 1000,
+            )
         if workers > 1:
             # After autocommit_block() began: the revision's earlier DDL is committed, so the
             # workers' connections do not queue behind the locks it took.

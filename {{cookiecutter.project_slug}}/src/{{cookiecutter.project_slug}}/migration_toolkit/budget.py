@@ -1,15 +1,21 @@
 """Size a backfill's batches by how the application's own writes are doing.
 
-Problem: how much a backfill slows the application depends on the machine, the hour and
-what else runs, not on the table: the same fixed batch that costs nothing on a quiet server
-makes every commit of a busy one wait behind its WAL (``make bench`` measured writer p99 from
-1.2x to 8x idle for one batch size, from run to run). Before the first batch, a canary
-connection times a one-line transaction that commits as an application's write does
-(``pg_current_xact_id()`` gives it a transaction id, so its COMMIT waits for a WAL flush),
-every few milliseconds, to learn what commits cost with no backfill running. From then on it
-keeps timing them while the batches run: when they take more than ``factor`` times that, the
-next batches halve (down to a few rows, then pauses between them); when they are well within
-it, the batches grow again, up to the time a batch may take. The log says each time why.
+Problem: every commit flushes the WAL written before it, a backfill's included, so the
+application's writes wait longer while a batch is written (``IO/WALSync`` is what they wait on,
+sampled during ``make bench``). How much depends on the disk, the hour and what else runs, not
+on the table: the same fixed batch that costs nothing on a quiet server makes a busy one's
+commits wait (``make bench`` measured the writer's p99 from 1.2x to 8x idle for one batch size,
+from run to run). So the batches are sized while they run, from what commits cost:
+
+A canary process commits a one-line transaction every few milliseconds on a connection of its
+own (``pg_current_xact_id()`` gives it a transaction id, so its COMMIT waits for a WAL flush as
+a write's does) and reports how long each took: first before the first batch, to learn what
+commits cost with no backfill running (the p98: the tail, as an application's p99 is), then all
+along. The budget is ``factor`` times that, and at least ``MIN_ALLOWANCE`` more. Each canary
+commit over it shrinks the batches by about 14%; each within it grows them by a hundredth of
+that, so the pace settles where 1 commit in 100 is over the budget (the canary's p99 at the
+budget). Below ``min_size`` rows, pauses come between batches; batches never grow past
+``target_seconds``. The log says each change of pace and why.
 """
 
 import contextlib
@@ -45,7 +51,7 @@ import asyncio, itertools, json, ssl, sys, time
 import asyncpg
 
 async def commit_until_stopped(request):
-    connect = request["connect"]
+    connect = request["connect"] | {"statement_cache_size": 0}  # a transaction pooler too
     if request["system_ca"] is not None:
         connect["ssl"] = ssl.create_default_context()
         connect["ssl"].check_hostname = request["system_ca"]
@@ -203,8 +209,7 @@ class LatencyBudget:
     idle: float = 0.0
     """The canary's latency (BASELINE_QUANTILE) before the first batch, in seconds."""
     pause: float = 0.0
-    slowed: int = 0
-    sped_up: int = 0
+    """Seconds to wait before the next batch (the pace is below ``min_size`` rows)."""
     _canary: Canary | None = None
     _seen: int = 0
     _pace: float = 0.0
@@ -285,18 +290,16 @@ class LatencyBudget:
         elif batch_seconds > self.target_seconds * 0.8:
             pace = min(pace, size)
         self._pace = max(self.min_size / 20, min(self.max_size, pace))
+        if self._pace >= self.min_size:
+            self.pause, size = 0.0, int(self._pace)
+        else:  # min_size rows, and a pause that brings the average to the pace
+            self.pause = min(self.max_pause, batch_seconds * (self.min_size / self._pace - 1))
+            size = self.min_size
         slower = self._pace < self._reported * 0.8
         if slower or self._pace > self._reported * 1.25:
             self._reported = self._pace
-            self.slowed += slower
-            self.sped_up += not slower
             self._report(slower, size)
-        if self._pace >= self.min_size:
-            self.pause = 0.0
-            return int(self._pace)
-        # Fewer rows than min_size per batch: min_size rows, paused to the same average pace.
-        self.pause = min(self.max_pause, batch_seconds * (self.min_size / self._pace - 1))
-        return self.min_size
+        return size
 
     def _report(self, slower: bool, size: int) -> None:
         now = time.monotonic()
@@ -304,11 +307,9 @@ class LatencyBudget:
         if direction == self._direction and now - self._logged_at < LOG_SECONDS:
             return
         self._direction, self._logged_at = direction, now
-        pace = (
-            f"next batches {int(self._pace)} rows"
-            if self._pace >= self.min_size
-            else f"next batches {self.min_size} rows, {self.min_size / self._pace:.1f}x apart"
-        )
+        pace = f"next batches {size} rows"
+        if self.pause:
+            pace += f", {self.pause * 1000:.0f} ms apart"
         log.info(
             "%s: %s: %d of the last %d canary commits took over the budget of %.2f ms (%gx"
             " %.2f ms, the p%d before the backfill; %g%% may): %s",
