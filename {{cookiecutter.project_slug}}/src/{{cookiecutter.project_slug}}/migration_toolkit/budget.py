@@ -179,12 +179,13 @@ class Canary:
         return self.error is None
 
     def _read(self, process: "subprocess.Popen[str]", stdout: IO[str], stderr: IO[str]) -> None:
-        for line in stdout:
-            self.samples.append(float(line))
-        returncode = process.wait()
-        if returncode > 0:  # terminated by stop(): a negative code, and no error
-            message = stderr.read().strip().splitlines()
-            self.error = message[-1] if message else f"the canary exited with {returncode}"
+        with stdout, stderr:
+            for line in stdout:
+                self.samples.append(float(line))
+            returncode = process.wait()
+            if returncode > 0:  # terminated by stop(): a negative code, and no error
+                message = stderr.read().strip().splitlines()
+                self.error = message[-1] if message else f"the canary exited with {returncode}"
 
 
 @dataclass
