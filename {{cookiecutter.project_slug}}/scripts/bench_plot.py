@@ -32,6 +32,8 @@ MISSING_MATPLOTLIB = (
 WRITER_COLORS = {"p50": "#9ecae1", "p99": "#4292c6", "max": "#08306b"}  # light to dark
 IDLE_STYLES: dict[str, Literal[":", "--"]] = {"p50": ":", "p99": "--"}
 IDLE_COLOR = "#e6550d"
+P99_TARGET = 2.0
+"""The writer's p99 target during a backfill: this many times its p99 with no migration."""
 BAR_COLOR = "#74a360"
 WAL_COLOR = "#8c6bb1"
 MISSED_COLOR = "#c0392b"
@@ -146,6 +148,9 @@ def _legend(idle: dict[str, float]) -> list[Any]:
     ]
     target = f"target: transactions of at most {TARGET_TRANSACTION_MS:.0f} ms"
     handles.append(Line2D([], [], color="black", linestyle="--", label=target))
+    if idle.get("p99"):
+        p99 = f"target: writer p99 within {P99_TARGET:g}x idle, {P99_TARGET * idle['p99']:,.1f} ms"
+        handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1, label=p99))
     return handles
 
 
@@ -320,6 +325,8 @@ def _writer(
     for stat, style in IDLE_STYLES.items():
         if idle.get(stat):
             axis.axvline(idle[stat], color=IDLE_COLOR, linestyle=style, linewidth=2)
+    if idle.get("p99"):
+        axis.axvline(P99_TARGET * idle["p99"], color="black", linestyle="--", linewidth=1)
     axis.set_xlabel("ms, log; orange lines: no migration running")
     axis.set_title("concurrent writer's latency", loc="left")
 
