@@ -342,7 +342,7 @@ def keyset_adaptive(connection: Connection, args: argparse.Namespace) -> tuple[i
 
 
 def keyset_gentle(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
-    """``backfill_in_batches(..., gentle=True)``: fixed batches of GENTLE_BATCH_SIZE rows."""
+    """``backfill_in_batches``'s default: fixed batches of GENTLE_BATCH_SIZE rows."""
     return _keyset(
         connection,
         argparse.Namespace(**(vars(args) | {"batch_size": GENTLE_BATCH_SIZE})),
@@ -351,7 +351,7 @@ def keyset_gentle(connection: Connection, args: argparse.Namespace) -> tuple[int
 
 
 def keyset_budget(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
-    """``backfill_in_batches``'s default: batches sized to keep commits within ``--budget``
+    """``backfill_in_batches(..., budget=2)``: batches sized to keep commits within ``--budget``
     times their latency before the backfill (a canary process measures them), from 1,000 rows,
     each under ``--target-ms``."""
     done, longest, note = _keyset(

@@ -170,7 +170,7 @@ def test_the_database_is_named_by_the_environment_then_dot_env(
 
 @pytest.mark.parametrize(
     ("given", "budget"),
-    [({}, 2.0), ({"backfill_budget": "3"}, 3.0), ({"backfill_budget": "off"}, None)],
+    [({}, None), ({"backfill_budget": "3"}, 3.0), ({"backfill_budget": "off"}, None)],
 )
 def test_the_backfill_budget_is_the_calls_unless_the_run_sets_one(
     given: dict[str, str], budget: float | None
@@ -178,7 +178,7 @@ def test_the_backfill_budget_is_the_calls_unless_the_run_sets_one(
     settings = MigrationSettings(**given)  # type: ignore[arg-type]  # strings, as -x gives them
 
     assert latency_budget(settings, None) == budget
-    assert latency_budget(settings, None, budget=None) == (None if not given else budget)
+    assert latency_budget(settings, None, budget=2.0) == (2.0 if not given else budget)
     assert latency_budget(settings, 500) is None  # fixed batches: the size is the caller's
 
 

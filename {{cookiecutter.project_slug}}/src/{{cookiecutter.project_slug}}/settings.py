@@ -222,11 +222,11 @@ class MigrationSettings(BaseSettings):
     resumable."""
     batch_size: int | None = Field(default=None, ge=1, le=1_000_000)
     """Rows per backfill batch for this run (every backfill_in_batches call); unset: each
-    call's own batch_size, or batches sized by the latency budget, up to about 50 ms."""
+    call's own batch_size, or the default pace (500 rows, or the latency budget when set)."""
     backfill_budget: LatencyBudget | None = None
     """Backfills size their batches to keep the application's commits within this many times
     what they took before the backfill (``2``; a canary connection times them); ``off``: batches
-    only adapt to about 50 ms each. Unset: each call's ``budget`` (2 unless it says)."""
+    are the call's. Unset: each call's ``budget`` (none unless it gives one)."""
 
 
 @lru_cache

@@ -369,6 +369,9 @@ def _run_locked(connection: Connection, name: str, settings: MigrationSettings) 
         )
 
     size = settings.batch_size or job.batch_size
+    factor = latency_budget(settings, size)  # -x backfill_budget for this run
+    if size is None and factor is None:
+        size = GENTLE_BATCH_SIZE  # as backfill_in_batches does by default
     runner = KeysetBackfill(
         connection,
         table,
@@ -381,7 +384,7 @@ def _run_locked(connection: Connection, name: str, settings: MigrationSettings) 
         on_batch=store_progress,
         throttle=backfill_throttle(settings),
         start_after=after,
-        budget=latency_budget(settings, size),
+        budget=factor,
     )
     try:
         progress = runner.run()
