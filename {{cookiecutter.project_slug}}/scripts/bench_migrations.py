@@ -115,7 +115,6 @@ class Result:
     note: str = ""
     wal_mb: float = 0.0
     checkpoints: int = 0
-    writer_samples: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
     @property
     def rows_per_second(self) -> float:
@@ -487,7 +486,6 @@ def measure(connection: Connection, dsn: str, args: argparse.Namespace, name: st
         note,
         wal_mb=(wal_after - wal_before) / 2**20,
         checkpoints=checkpoints_after - checkpoints_before,
-        writer_samples=latencies.samples,
     )
 
 
@@ -760,10 +758,7 @@ def main(argv: list[str]) -> int:
             "header": outcome["header"],
             "idle_writer_ms": outcome["idle"],
             "explained_batches": outcome["plans"],
-            "results": [
-                asdict(r) | {"rows_per_second": r.rows_per_second, "writer_samples": None}
-                for r in results
-            ],
+            "results": [asdict(r) | {"rows_per_second": r.rows_per_second} for r in results],
         }
         (args.output / "bench.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
         if args.plot:

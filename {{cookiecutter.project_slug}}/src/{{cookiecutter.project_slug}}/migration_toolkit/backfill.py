@@ -372,9 +372,11 @@ class KeysetBackfill:
         )
 
     def _resize(self, seconds: float, budget: LatencyBudget | None) -> None:
-        if budget is not None:
-            self.batch_size = budget.next_batch(self.batch_size, seconds)
+        paced = budget.next_batch(self.batch_size, seconds) if budget is not None else None
+        if paced is not None:
+            self.batch_size = paced
             return
+        # No budget, or no signal from it: batches adapt to their duration.
         if self.target_seconds is None or seconds <= 0:
             return
         factor = min(2.0, max(0.5, self.target_seconds / seconds))
@@ -608,9 +610,12 @@ def backfill_in_batches(
     context = op.get_context()
     settings = migration_settings()
     size = settings.batch_size or batch_size
-    factor = None if workers > 1 else latency_budget(settings, size, budget)
-    if size is None and factor is None and (gentle or (gentle is None and not context.as_sql)):
-        size = GENTLE_BATCH_SIZE if workers == 1 or gentle else None
+    wanted = latency_budget(settings, size, budget)
+    factor = None if workers > 1 else wanted  # the budget paces one runner
+    # 500-row batches by default, for one runner online; workers and offline SQL go faster.
+    by_default = gentle is None and workers == 1 and not context.as_sql
+    if size is None and factor is None and (gentle or by_default):
+        size = GENTLE_BATCH_SIZE
     if context.as_sql:
         script = offline_backfill(
             table,
@@ -648,7 +653,7 @@ def backfill_in_batches(
             throttle=backfill_throttle(settings),
             budget=factor,
         )
-        if workers > 1 and latency_budget(settings, size, budget) is not None:
+        if workers > 1 and wanted is not None:
             log.info(
                 "%s: %d workers, each with batches of about %.0f ms: no latency budget (it"
                 " paces one runner)",

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, Any
@@ -215,7 +216,7 @@ class LatencyBudget:
     _seen: int = 0
     _pace: float = 0.0
     _reported: float = 0.0
-    _recent: list[bool] = field(default_factory=list)
+    _recent: deque[bool] = field(default_factory=lambda: deque(maxlen=RECENT))
     _direction: str = ""
     _logged_at: float = -1e9
 
@@ -261,9 +262,10 @@ class LatencyBudget:
         if self._canary is not None:
             self._canary.stop()
 
-    def next_batch(self, size: int, batch_seconds: float) -> int:
+    def next_batch(self, size: int, batch_seconds: float) -> int | None:
         """The size of the next batch, after one of ``size`` rows that took ``batch_seconds``;
-        ``pause`` is then how long to wait before it.
+        ``pause`` is then how long to wait before it. None without a canary to go by: the
+        runner's batches then adapt to their duration alone.
 
         Each canary commit since the last call moves the pace: over the budget, down by
         ``STEP``; within it, up by ``STEP * OVER_SHARE / (1 - OVER_SHARE)``, so the pace settles
@@ -274,14 +276,12 @@ class LatencyBudget:
         if canary is not None and canary.error is not None:
             log.warning("%s: the canary stopped (%s): keeping the pace", self.label, canary.error)
             self._canary = canary = None
-        if canary is None:  # no signal: the time cap alone, as adaptive batches
-            if batch_seconds > self.target_seconds or batch_seconds < self.target_seconds / 2:
-                size = int(size * self.target_seconds / max(batch_seconds, 1e-6))
-            return max(self.min_size, min(self.max_size, size))
+        if canary is None:
+            return None
         fresh = canary.samples[self._seen :]
         self._seen += len(fresh)
         over = sum(latency > self.limit for latency in fresh)
-        self._recent = (self._recent + [latency > self.limit for latency in fresh])[-RECENT:]
+        self._recent.extend(latency > self.limit for latency in fresh)
         # pace: rows per batch, or below min_size the share of time not paused
         pace = self._pace * math.exp(
             STEP * (len(fresh) - over) * OVER_SHARE / (1 - OVER_SHARE) - STEP * over
