@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 DEMO := build/my_service
+PACKAGE := alembic-pgsafe
 
-.PHONY: demo test lock clean
+.PHONY: demo test test-package package lock clean
 
 $(VENV)/installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +18,24 @@ demo: $(VENV)/installed  ## render my_service with default answers and run it (m
 	test -d $(DEMO) || $(BIN)/cookiecutter --no-input . --output-dir build
 	PATH="$(BIN):$$PATH" $(MAKE) -C $(DEMO) dev
 
-test: $(VENV)/installed  ## every test of the template: hooks, and each answer combination rendered and run
+test: test-package  ## every test: the migration toolkit's (test-package), then the template's: hooks, and each answer combination rendered and run
 	PATH="$(BIN):$$PATH" $(BIN)/pytest
 
-lock: $(VENV)/installed  ## move the rendered projects' uv.lock to the newest allowed versions; then make test
+test-package: $(VENV)/installed  ## the migration toolkit (alembic-pgsafe/): its linters, then its suite
+	cd $(PACKAGE) && $(BIN)/uv run --locked --extra lint ruff check .
+	cd $(PACKAGE) && $(BIN)/uv run --locked --extra lint ruff format --check .
+	cd $(PACKAGE) && $(BIN)/uv run --locked --extra lint mypy
+	cd $(PACKAGE) && $(BIN)/uv run --locked --extra lint pytest
+
+package: $(VENV)/installed  ## build the migration toolkit's wheel into the template, which renders install (then make lock)
+	rm -f '{{cookiecutter.project_slug}}'/wheels/alembic_pgsafe-*.whl
+	$(BIN)/uv build -q --wheel -o '{{cookiecutter.project_slug}}/wheels' $(PACKAGE)
+	rm -f '{{cookiecutter.project_slug}}/wheels/.gitignore'  # uv's, which would hide the wheel from git
+
+lock: $(VENV)/installed  ## re-solve the rendered projects' uv.lock (after make package); UPGRADE=1: to the newest allowed versions; then make test
 	rm -rf build/lock
 	$(BIN)/cookiecutter --no-input . --output-dir build/lock project_name="Template Lock"
-	cd build/lock/template_lock && $(BIN)/uv lock --upgrade
+	cd build/lock/template_lock && $(BIN)/uv lock $(if $(UPGRADE),--upgrade)
 	sed 's/^name = "template-lock"$$/name = "{{ cookiecutter.project_slug | replace("_", "-") }}"/' \
 		build/lock/template_lock/uv.lock > '{{cookiecutter.project_slug}}/uv.lock'
 	grep -c 'cookiecutter.project_slug' '{{cookiecutter.project_slug}}/uv.lock' | grep -qx 1

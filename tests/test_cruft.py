@@ -46,7 +46,7 @@ class Order(Base):
 """
 SERVICE_NOTE = "# Service note: our own addition, kept across template updates.\n"
 USER_NOTE = "NOTES.md"  # untracked, the user's: an update must not stage it
-TOOLKIT_FIX = "Toolkit fix from template commit B."
+TEMPLATE_FIX = "Session fix from template commit B."
 CASES = {
     "lessons-defaults": ({"project_name": "Updated Lessons"}, "0003_backfill_users_slug.py"),
     "empty-migrating-on-database-url": (
@@ -140,7 +140,7 @@ def update(
         service.make("first-commit")
     )
 
-    # The service's own work: a model, its revision, an edit to a toolkit file; migrated.
+    # The service's own work: a model, its revision, an edit to a file the template ships; migrated.
     slug = service_path.name
     models = service_path / "src" / slug / "models"
     (models / "order.py").write_text(ORDER_MODEL.format(slug=slug), encoding="utf-8")
@@ -150,9 +150,9 @@ def update(
         f"from {slug}.db.base import Base\nfrom {slug}.models.order import Order\n",
     )
     edit(models / "__init__.py", '__all__ = ["Base"', '__all__ = ["Base", "Order"')
-    helpers = service_path / "src" / slug / "migration_toolkit" / "helpers.py"
-    helpers.write_text(
-        helpers.read_text(encoding="utf-8") + "\n\n" + SERVICE_NOTE, encoding="utf-8"
+    session = service_path / "src" / slug / "db" / "session.py"
+    session.write_text(
+        session.read_text(encoding="utf-8") + "\n\n" + SERVICE_NOTE, encoding="utf-8"
     )
     database = create_database()
     service.make("revision", "m=create orders", DATABASE_URL=database)
@@ -168,9 +168,9 @@ def update(
     # Template commit B.
     project = template / PROJECT
     edit(
-        project / "src" / PROJECT / "migration_toolkit" / "helpers.py",
-        '"""Helpers that keep migrations safe on a live PostgreSQL database.\n',
-        f'"""Helpers that keep migrations safe on a live PostgreSQL database.\n\n{TOOLKIT_FIX}\n',
+        project / "src" / PROJECT / "db" / "session.py",
+        '"""The async engine, the session factory and the FastAPI dependency',
+        f'"""{TEMPLATE_FIX}\n\nThe async engine, the session factory and the FastAPI dependency',
     )
     (project / "RUNBOOK.md").write_text("# Runbook of {{ cookiecutter.project_name }}\n")
     revision = project / "migrations" / "versions" / shipped_revision
@@ -205,15 +205,15 @@ def update(
     )
 
 
-def test_the_toolkit_fix_and_the_new_file_arrive_and_the_service_edit_stays(
+def test_the_template_fix_and_the_new_file_arrive_and_the_service_edit_stays(
     update: Update,
 ) -> None:
     service = update.service.path
-    helpers = (service / "src" / service.name / "migration_toolkit" / "helpers.py").read_text()
+    session = (service / "src" / service.name / "db" / "session.py").read_text()
 
     assert "update: done" in update.updated
-    assert TOOLKIT_FIX in helpers
-    assert helpers.endswith(SERVICE_NOTE)
+    assert TEMPLATE_FIX in session
+    assert session.endswith(SERVICE_NOTE)
     runbook = (service / "RUNBOOK.md").read_text(encoding="utf-8")
     assert runbook == f"# Runbook of {update.answers['project_name']}\n"
 
@@ -221,9 +221,9 @@ def test_the_toolkit_fix_and_the_new_file_arrive_and_the_service_edit_stays(
 def test_the_update_is_staged_whole_and_nothing_else_is(update: Update) -> None:
     service = update.service.path
     staged = git(service, "diff", "--staged", "--name-only").splitlines()
-    helpers = f"src/{service.name}/migration_toolkit/helpers.py"
+    session = f"src/{service.name}/db/session.py"
 
-    assert {".cruft.json", "RUNBOOK.md", helpers} <= set(staged)
+    assert {".cruft.json", "RUNBOOK.md", session} <= set(staged)
     status = git(service, "status", "--porcelain", "--untracked-files=all").splitlines()
     assert [line for line in status if line[1] != " "] == [f"?? {USER_NOTE}"], status
     listed = "update: done, now on template commit "

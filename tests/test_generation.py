@@ -137,7 +137,9 @@ def source_files(root: Path) -> list[Path]:
     return [
         path
         for path in root.rglob("*")
-        if path.is_file() and not NOT_SOURCE.intersection(path.relative_to(root).parts)
+        if path.is_file()
+        and not NOT_SOURCE.intersection(path.relative_to(root).parts)
+        and path.suffix != ".whl"  # the migration toolkit's wheel: tests/test_package.py
     ]
 
 

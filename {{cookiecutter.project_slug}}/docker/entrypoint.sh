@@ -15,10 +15,10 @@ case "$command" in
         ;;
     backfill)
         # After the deploy: the backfills its migrations scheduled; safe to run twice at once.
-        exec python -m {{ cookiecutter.project_slug }}.migration_toolkit backfill run "$@"
+        exec alembic-pgsafe backfill run "$@"
         ;;
     backfill-status)
-        exec python -m {{ cookiecutter.project_slug }}.migration_toolkit backfill status
+        exec alembic-pgsafe backfill status
         ;;
     *)
         exec "$command" "$@"

@@ -29,32 +29,32 @@ from alembic import context
 from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from pydantic import ValidationError
-from sqlalchemy import Connection, MetaData, pool, text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-import {{ cookiecutter.project_slug }}.models
-from {{ cookiecutter.project_slug }}.db.connect import (
+from alembic_pgsafe.autogenerate import (
+    AUTOGENERATE_PLUGINS,
+    index_foreign_keys,
+    safe_revision_directives,
+)
+from alembic_pgsafe.backfill_jobs import JOBS_TABLE
+from alembic_pgsafe.connect import (
     POOLER_DETECTED,
     create_engine,
     failure_line,
     through_transaction_pooler,
     where,
 )
-from {{ cookiecutter.project_slug }}.migration_toolkit.autogenerate import (
-    AUTOGENERATE_PLUGINS,
-    index_foreign_keys,
-    safe_revision_directives,
-)
-from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import JOBS_TABLE
-from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
+from alembic_pgsafe.helpers import (
     deploy_lock,
     deploy_lock_key,
     reset_session,
     set_timeouts,
 )
-from {{ cookiecutter.project_slug }}.migration_toolkit.history import heads_message
-from {{ cookiecutter.project_slug }}.migration_toolkit.squash import behind_baseline
+from alembic_pgsafe.history import heads_message
+from alembic_pgsafe.squash import behind_baseline
+from pydantic import ValidationError
+from sqlalchemy import Connection, MetaData, pool, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import {{ cookiecutter.project_slug }}.models
 from {{ cookiecutter.project_slug }}.settings import MigrationSettings, SettingsError, get_settings
 
 config = context.config

@@ -34,27 +34,26 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session
-from sqlalchemy.sql.expression import ClauseElement, Executable
-from tqdm import tqdm
-
-from {{ cookiecutter.project_slug }}.db.connect import (
-    create_engine,
-    database_target,
-    to_asyncpg_url,
-)
-from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
+from alembic_pgsafe.backfill import (
     GENTLE_BATCH_SIZE,
     TARGET_BATCH_SECONDS,
     KeysetBackfill,
     ParallelKeysetBackfill,
     Progress,
 )
-from {{ cookiecutter.project_slug }}.migration_toolkit.budget import DEFAULT_BUDGET
-from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import autocommit
+from alembic_pgsafe.budget import DEFAULT_BUDGET
+from alembic_pgsafe.connect import (
+    create_engine,
+    database_target,
+    to_asyncpg_url,
+)
+from alembic_pgsafe.helpers import autocommit
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session
+from sqlalchemy.sql.expression import ClauseElement, Executable
+from tqdm import tqdm
 
 FILL_CHUNK = 200_000
 

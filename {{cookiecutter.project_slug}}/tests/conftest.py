@@ -19,13 +19,13 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic_pgsafe.backfill_jobs import run_jobs
+from alembic_pgsafe.helpers import MigrationSafetyError
+from alembic_pgsafe.history import heads_message
 from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import run_jobs
-from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import MigrationSafetyError
-from {{ cookiecutter.project_slug }}.migration_toolkit.history import heads_message
 from {{ cookiecutter.project_slug }}.settings import (
     PROJECT_ROOT,
     MigrationSettings,

@@ -4,9 +4,9 @@ import re
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic_pgsafe import backfill, backfill_jobs, helpers
+from alembic_pgsafe.squash import squashed_files
 
-from {{ cookiecutter.project_slug }}.migration_toolkit import backfill, backfill_jobs, helpers
-from {{ cookiecutter.project_slug }}.migration_toolkit.squash import squashed_files
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 PLAYBOOK = (PROJECT_ROOT / "MIGRATIONS.md").read_text(encoding="utf-8")

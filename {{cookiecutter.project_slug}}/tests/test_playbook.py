@@ -107,7 +107,7 @@ async def test_recipe_runs_up_down_up_while_the_old_release_writes(
     lint = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "{{ cookiecutter.project_slug }}.migration_toolkit",
+        "alembic_pgsafe",
         "lint",
         str(chain.alembic_ini),
         stdout=asyncio.subprocess.PIPE,

@@ -2,11 +2,11 @@ import ssl
 from pathlib import Path
 
 import pytest
+from alembic_pgsafe.backfill import latency_budget
+from alembic_pgsafe.connect import database_target
 from pydantic import ValidationError
 
-from {{ cookiecutter.project_slug }}.db.connect import database_target
 from {{ cookiecutter.project_slug }}.db.session import connect_args
-from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import latency_budget
 from {{ cookiecutter.project_slug }}.settings import (
     MigrationSettings,
     Settings,

@@ -16,8 +16,7 @@ Create Date: 2026-01-01 00:00:00+00:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
-from {{ cookiecutter.project_slug }}.migration_toolkit import (
+from alembic_pgsafe import (
     backfill_in_batches,
     fill_on_insert,
     stop_filling_on_insert,

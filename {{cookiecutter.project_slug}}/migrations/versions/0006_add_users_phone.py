@@ -16,8 +16,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-from {{ cookiecutter.project_slug }}.migration_toolkit import with_lock_retry
+from alembic_pgsafe import with_lock_retry
 
 revision: str = "c0ffee000006"
 down_revision: str | None = "c0ffee000005"

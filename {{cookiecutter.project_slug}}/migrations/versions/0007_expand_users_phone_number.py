@@ -18,8 +18,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-from {{ cookiecutter.project_slug }}.migration_toolkit import (
+from alembic_pgsafe import (
     backfill_in_batches,
     keep_columns_in_step,
     stop_keeping_columns_in_step,

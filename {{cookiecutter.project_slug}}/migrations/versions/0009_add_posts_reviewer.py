@@ -17,8 +17,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-from {{ cookiecutter.project_slug }}.migration_toolkit import (
+from alembic_pgsafe import (
     add_foreign_key,
     create_index_concurrently,
     drop_index_concurrently,

@@ -18,8 +18,7 @@ Create Date: 2026-01-01 00:00:00+00:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
-from {{ cookiecutter.project_slug }}.migration_toolkit import backfill_in_batches
+from alembic_pgsafe import backfill_in_batches
 
 revision: str = "c0ffee000010"
 down_revision: str | None = "c0ffee000009"

@@ -17,8 +17,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-from {{ cookiecutter.project_slug }}.migration_toolkit import add_check_constraint, with_lock_retry
+from alembic_pgsafe import add_check_constraint, with_lock_retry
 
 revision: str = "c0ffee000011"
 down_revision: str | None = "c0ffee000010"

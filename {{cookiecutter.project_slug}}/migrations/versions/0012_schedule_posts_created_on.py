@@ -18,8 +18,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-from {{ cookiecutter.project_slug }}.migration_toolkit import (
+from alembic_pgsafe import (
     fill_on_insert,
     schedule_backfill,
     stop_filling_on_insert,

@@ -15,8 +15,7 @@ Create Date: 2026-01-01 00:00:00+00:00
 from collections.abc import Sequence
 
 from alembic import op
-
-from {{ cookiecutter.project_slug }}.migration_toolkit import (
+from alembic_pgsafe import (
     add_not_null,
     require_backfill_finished,
     with_lock_retry,

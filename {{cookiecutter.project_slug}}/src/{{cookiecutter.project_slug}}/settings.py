@@ -1,23 +1,32 @@
 """Configuration read from the environment, then from an optional, git-ignored ``.env`` file.
 
-Every entry point reads the same settings in that order: the app, Alembic, the toolkit's
-commands and ``scripts/localdb.py`` (which starts the embedded PostgreSQL only when neither names
-a database). A URL may also come from a file (``DATABASE_URL_FILE``,
+Every entry point reads the same settings in that order: the app, Alembic, the migration
+toolkit's commands and ``scripts/localdb.py`` (which starts the embedded PostgreSQL only when
+neither names a database). A URL may also come from a file (``DATABASE_URL_FILE``,
 ``MIGRATIONS_DATABASE_URL_FILE``), as Docker and Kubernetes mount secrets.
+
+The connection settings are the migration toolkit's (``alembic_pgsafe.settings``), so the
+service and its migrations read one set; the limits of migrations are ``MigrationSettings``
+(``MIGRATION_*``, or ``[tool.alembic-pgsafe]`` in pyproject.toml).
 """
 
 import os
-import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from alembic_pgsafe.connect import to_asyncpg_url, where
+from alembic_pgsafe.settings import (
+    DatabaseSettings,
+    MigrationSettings,
+    SettingsError,
+    read_secret,
+    size_bytes,
+)
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from {{ cookiecutter.project_slug }}.db.connect import to_asyncpg_url, where
-
 __all__ = [
+    "PROJECT_ROOT",
     "MigrationSettings",
     "Settings",
     "SettingsError",
@@ -28,94 +37,16 @@ __all__ = [
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-_DURATION = re.compile(r"\d+(\.\d+)?\s*(us|ms|s|min|h|d)?")
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(bytes|B|kB|MB|GB|TB)?", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "bytes": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
 
 
-def _normalise(value: str) -> str:
-    return to_asyncpg_url(value).render_as_string(hide_password=False)
+class Settings(DatabaseSettings):
+    """All settings of the service; each field is read from the upper-case environment variable.
 
-
-AsyncpgUrl = Annotated[str, AfterValidator(_normalise)]
-
-
-POOLER_REFUSAL = (
-    "DATABASE_POOLER=pgbouncer: DATABASE_URL goes through a transaction pooler, which hands each"
-    " transaction any server connection; the deploy lock (a session-level advisory lock), the"
-    " session's lock_timeout and CREATE INDEX CONCURRENTLY need one connection for the whole run."
-    " Set MIGRATIONS_DATABASE_URL to a direct connection to PostgreSQL for migrations."
-)
-
-
-class SettingsError(ValueError):
-    """Settings that cannot be used, said in lines that never quote a value (a URL may hold a
-    password)."""
-
-    @classmethod
-    def from_validation(cls, exc: ValidationError) -> "SettingsError":
-        lines = []
-        for error in exc.errors(include_input=False, include_url=False, include_context=False):
-            name = "_".join(str(part) for part in error["loc"]).upper() or exc.title
-            lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
-        return cls("invalid settings: " + "; ".join(lines))
-
-
-_URL_FILES = {
-    "database_url": "database_url_file",
-    "migrations_database_url": "migrations_database_url_file",
-}
-
-
-def _read_secret(path: str | Path, setting: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        msg = f"{setting.upper()}: cannot read {path}: {exc.strerror}"
-        raise ValueError(msg) from None
-
-
-class Settings(BaseSettings):
-    """All settings of the service; each field is read from the upper-case environment variable."""
+    The database's (``DATABASE_URL`` and the rest) come from :class:`DatabaseSettings`."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    # repr=False: the URLs may hold a password.
-    database_url: AsyncpgUrl = Field(repr=False)
-    """The application's connection (may go through a pooler). libpq's parameters are accepted:
-    ``?sslmode=verify-full&sslrootcert=/path/ca.pem``."""
-    database_url_file: Path | None = None
-    """A file holding DATABASE_URL (a Docker or Kubernetes secret), read when it is unset."""
-    migrations_database_url: AsyncpgUrl | None = Field(default=None, repr=False)
-    """Optional direct connection for Alembic (bypassing PgBouncer, say); else database_url."""
-    migrations_database_url_file: Path | None = None
-    """A file holding MIGRATIONS_DATABASE_URL."""
-    database_pooler: Literal["none", "pgbouncer"] = "none"
-    """``pgbouncer``: database_url goes through a pooler in transaction mode, so the app keeps
-    no prepared statements across transactions, and Alembic needs migrations_database_url."""
-    database_connect_timeout: float = Field(default=5.0, gt=0)
-    """Seconds to wait for a connection, for the app, migrations and the toolkit's commands."""
     alembic_ini: Path = PROJECT_ROOT / "alembic.ini"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _urls_from_files(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        for setting, file_setting in _URL_FILES.items():
-            path = data.get(file_setting)
-            if path and not data.get(setting):
-                data[setting] = _read_secret(path, file_setting)
-        return data
-
-    @property
-    def alembic_database_url(self) -> str:
-        """MIGRATIONS_DATABASE_URL, else DATABASE_URL unless that goes through a pooler."""
-        if self.migrations_database_url is not None:
-            return self.migrations_database_url
-        if self.database_pooler == "pgbouncer":
-            raise ValueError(POOLER_REFUSAL)
-        return self.database_url
 
 
 class _NamedDatabase(BaseSettings):
@@ -137,96 +68,11 @@ def named_database() -> str | None:
             continue
         source = "the environment" if os.environ.get(setting.upper()) else ".env"
         try:
-            url = value if setting == "database_url" else _read_secret(value, setting)
+            url = value if setting == "database_url" else read_secret(value, setting)
             return f"{setting.upper()} from {source}: {where(url)}"
         except Exception:  # Settings says what is wrong with it, in its words
             return f"{setting.upper()} from {source}"
     return None
-
-
-def _postgres_duration(value: str) -> str:
-    if not _DURATION.fullmatch(value):
-        msg = f"expected a PostgreSQL duration such as 500ms, 5s, 10min or 0 (none), got {value!r}"
-        raise ValueError(msg)
-    return value
-
-
-PostgresDuration = Annotated[str, AfterValidator(_postgres_duration)]
-
-
-def size_bytes(value: str) -> int:
-    """A size in PostgreSQL's units (``64MB``, ``512kB``, ``1GB``; 1024-based) in bytes."""
-    match = _SIZE.fullmatch(value.strip())
-    if match is None:
-        msg = f"expected a size such as 64MB, 512kB or 1GB, got {value!r}"
-        raise ValueError(msg)
-    return int(float(match[1]) * _SIZE_UNITS[(match[2] or "").lower()])
-
-
-def _postgres_size(value: str) -> str:
-    size_bytes(value)
-    return value
-
-
-PostgresSize = Annotated[str, AfterValidator(_postgres_size)]
-
-
-def _budget(value: Any) -> Any:
-    """``off`` (or ``none``, ``0``) turns the latency budget off: 0."""
-    if isinstance(value, str) and value.strip().lower() in ("off", "none", "0"):
-        return 0.0
-    return value
-
-
-def _budget_factor(value: float) -> float:
-    if value != 0 and not 1 < value <= 100:
-        msg = f"expected a factor above 1 (2: commits may take twice as long) or off, got {value}"
-        raise ValueError(msg)
-    return value
-
-
-LatencyBudget = Annotated[float, BeforeValidator(_budget), AfterValidator(_budget_factor)]
-
-
-class MigrationSettings(BaseSettings):
-    """Limits for migrations: MIGRATION_LOCK_TIMEOUT etc., or ``alembic -x lock_timeout=2s``.
-
-    No database URL here: offline SQL (``alembic upgrade --sql``) needs these, not a database.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="MIGRATION_", env_file=".env", extra="ignore")
-
-    lock_timeout: PostgresDuration = "5s"
-    """How long one DDL statement may wait for its lock before it gives up (and is retried)."""
-    statement_timeout: PostgresDuration = "10min"
-    """How long one statement of a migration may run."""
-    backfill_batch_timeout: PostgresDuration = "1min"
-    """How long one batch of a backfill may run."""
-    index_build_timeout: PostgresDuration = "2h"
-    """How long CREATE INDEX CONCURRENTLY may run."""
-    index_build_workers: int | None = Field(default=None, ge=0, le=64)
-    """``max_parallel_maintenance_workers`` for concurrent index builds (``0`` on a small
-    server keeps its cores for the application); unset: the server's setting."""
-    lock_attempts: int = Field(default=5, ge=1, le=50)
-    """Attempts of a DDL step whose lock is not granted, with exponential backoff between."""
-    deploy_lock_wait: float = Field(default=900.0, gt=0)
-    """Seconds a deploy waits for another deploy's migrations before giving up."""
-    max_replica_lag: PostgresSize | None = None
-    """Backfills pause before a batch while a streaming replica is further behind than this
-    (``64MB``; bytes of WAL not yet replayed, from pg_stat_replication). Unset: no check."""
-    max_wal_rate: PostgresSize | None = None
-    """Backfills pause between batches to keep the WAL the server writes, counted from the
-    backfill's first batch, under this much per second (``32MB``). Unset: no budget."""
-    max_replica_lag_wait: float = Field(default=900.0, gt=0)
-    """Seconds one pause of a backfill (replica lag or WAL rate) may last; then it stops,
-    resumable."""
-    batch_size: int | None = Field(default=None, ge=1, le=1_000_000)
-    """Rows per backfill batch for this run (every backfill_in_batches call); unset: each
-    call's own batch_size, or the default pace (500 rows, or the latency budget when set)."""
-    backfill_budget: LatencyBudget | None = None
-    """Backfills size their batches to keep the application's commits within this many times
-    what they took before the backfill (``2``; a canary connection times them); ``off``: batches
-    are the call's. Unset: each call's ``budget`` (none unless it gives one)."""
 
 
 @lru_cache

@@ -2,10 +2,10 @@ from collections.abc import Callable
 
 import pytest
 from alembic.script import ScriptDirectory
+from alembic_pgsafe.connect import where
 from httpx import AsyncClient
 from sqlalchemy import URL
 
-from {{ cookiecutter.project_slug }}.db.connect import where
 from {{ cookiecutter.project_slug }}.main import create_app
 
 from tests.api.conftest import serve, settings_for

@@ -2,9 +2,9 @@
 logged in one line."""
 
 import pytest
+from alembic_pgsafe.connect import where
 from sqlalchemy import URL
 
-from {{ cookiecutter.project_slug }}.db.connect import where
 from {{ cookiecutter.project_slug }}.main import create_app
 
 from tests.api.conftest import serve

@@ -16,16 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic_pgsafe.connect import where
 from sqlalchemy import URL, text
 
-from {{ cookiecutter.project_slug }}.db.connect import where
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 from tests.conftest import CreateDatabase, connect, revisions, run_blocking
 from tests.servers import free_port, silent_port
 
 PASSWORD = "hunter2-not-a-real-secret"  # noqa: S105  # must never be printed
-TOOLKIT = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.migration_toolkit"]
+TOOLKIT = [sys.executable, "-m", "alembic_pgsafe"]
 COMMANDS = {
     "make migrate": ["make", "--no-print-directory", "migrate"],
     "alembic upgrade head": [sys.executable, "-m", "alembic", "upgrade", "head"],

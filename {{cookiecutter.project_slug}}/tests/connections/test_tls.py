@@ -23,7 +23,7 @@ from tests.connections.cluster import APP_PASSWORD, TlsCluster, tls_cluster
 
 pytestmark = pytest.mark.slow
 
-TOOLKIT = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.migration_toolkit"]
+TOOLKIT = [sys.executable, "-m", "alembic_pgsafe"]
 
 
 @pytest.fixture(scope="module")

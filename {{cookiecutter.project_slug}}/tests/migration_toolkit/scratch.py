@@ -26,9 +26,9 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import *
-from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import *
-from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import *
+from alembic_pgsafe.backfill import *
+from alembic_pgsafe.backfill_jobs import *
+from alembic_pgsafe.helpers import *
 
 revision = "{revision}"
 down_revision = {down_revision!r}

@@ -19,13 +19,13 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.util import CommandError
-from sqlalchemy import URL, Executable, insert, text
-
-from {{ cookiecutter.project_slug }}.db.base import NAMING_CONVENTION
-from {{ cookiecutter.project_slug }}.migration_toolkit.autogenerate import (
+from alembic_pgsafe.autogenerate import (
     RENAMED_FROM,
     describe_differences,
 )
+from sqlalchemy import URL, Executable, insert, text
+
+from {{ cookiecutter.project_slug }}.db.base import NAMING_CONVENTION
 
 from tests.conftest import CreateDatabase, connect
 from tests.migration_toolkit.scratch import ScratchChain, scratch_chain

@@ -11,15 +11,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import URL, Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import (
+from alembic_pgsafe.backfill import (
     KeysetBackfill,
     ParallelKeysetBackfill,
     Progress,
     key_slices,
 )
+from sqlalchemy import URL, Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.migration_toolkit.scratch import scratch_chain
 from tests.servers import own_server
@@ -43,7 +42,7 @@ import asyncio, logging, sys
 import sqlalchemy as sa
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
-from {{ cookiecutter.project_slug }}.migration_toolkit import backfill
+from alembic_pgsafe import backfill
 KeysetBackfill, ParallelKeysetBackfill = backfill.KeysetBackfill, backfill.ParallelKeysetBackfill
 
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
@@ -367,7 +366,7 @@ BUDGET_WORKER = """
 import asyncio, logging, sys
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
-from {{ cookiecutter.project_slug }}.migration_toolkit.backfill import KeysetBackfill
+from alembic_pgsafe.backfill import KeysetBackfill
 
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
 items = sa.table("backfill_items", sa.column("id"), sa.column("n"), sa.column("doubled"),

@@ -13,15 +13,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from pglast import split
-from sqlalchemy import URL
-
-from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import (
+from alembic_pgsafe.backfill_jobs import (
     JOBS_TABLE,
     jobs,
     status_lines,
 )
-from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import MigrationSafetyError
+from alembic_pgsafe.helpers import MigrationSafetyError
+from pglast import split
+from sqlalchemy import URL
 
 from tests.conftest import connect, run_scheduled_backfills
 from tests.migration_toolkit.scratch import ScratchChain, scratch_chain

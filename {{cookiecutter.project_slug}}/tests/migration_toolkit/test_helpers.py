@@ -6,11 +6,7 @@ from pathlib import Path
 import pytest
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import URL, Connection, func, select, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
+from alembic_pgsafe.helpers import (
     MigrationSafetyError,
     add_check_constraint,
     add_unique_constraint,
@@ -19,6 +15,9 @@ from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
     refuse_broken_concurrent_builds,
     set_timeouts,
 )
+from sqlalchemy import URL, Connection, func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.migration_toolkit.scratch import scratch_chain
 

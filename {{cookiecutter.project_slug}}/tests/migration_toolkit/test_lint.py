@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from alembic.operations import ops
+from alembic_pgsafe import lint
+from alembic_pgsafe.autogenerate import rewrites_table
 from sqlalchemy.dialects import postgresql
 
 from {{ cookiecutter.project_slug }} import migration_toolkit
-from {{ cookiecutter.project_slug }}.migration_toolkit import lint
-from {{ cookiecutter.project_slug }}.migration_toolkit.autogenerate import rewrites_table
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 from tests.conftest import CreateDatabase, connect, revisions

@@ -15,15 +15,14 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from pglast import split
-from sqlalchemy import URL, text
-
-from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import (
+from alembic_pgsafe.backfill_jobs import (
     JOBS_TABLE,
     PROBE_TIMEOUT,
     RUN_COMMAND,
     jobs,
 )
+from pglast import split
+from sqlalchemy import URL, text
 
 from tests.conftest import alembic_config, connect, revisions, run_scheduled_backfills
 from tests.migration_toolkit.scratch import ScratchChain, scratch_chain

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic_pgsafe.lint import fix_for
+from alembic_pgsafe.review import NO_MIGRATIONS
 from sqlalchemy import URL
 
-from {{ cookiecutter.project_slug }}.migration_toolkit.lint import fix_for
-from {{ cookiecutter.project_slug }}.migration_toolkit.review import NO_MIGRATIONS
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 from tests.conftest import CreateDatabase, revisions

@@ -19,16 +19,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import URL
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from {{ cookiecutter.project_slug }}.db.connect import where
-from {{ cookiecutter.project_slug }}.main import create_app
-from {{ cookiecutter.project_slug }}.migration_toolkit.roles import (
+from alembic_pgsafe.connect import where
+from alembic_pgsafe.roles import (
     Roles,
     scram_matches,
     scram_sha_256_verifier,
 )
+from sqlalchemy import URL
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 from tests.api.conftest import serve

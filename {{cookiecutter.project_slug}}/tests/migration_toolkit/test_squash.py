@@ -21,15 +21,15 @@ from types import ModuleType
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, text
-
-from {{ cookiecutter.project_slug }}.migration_toolkit.squash import (
+from alembic_pgsafe.squash import (
     SquashError,
     behind_baseline,
     choose_pg_dump,
     plan_squash,
     squashed_files,
 )
+from sqlalchemy import URL, text
+
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 from tests.conftest import (
@@ -466,7 +466,7 @@ Revision ID: feedc0de0014
 
 from alembic import op
 
-from {{ cookiecutter.project_slug }}.migration_toolkit import literal_sql
+from alembic_pgsafe import literal_sql
 
 revision = "feedc0de0014"
 down_revision = "{parent}"

@@ -5,14 +5,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sqlalchemy import URL, text
-
-from {{ cookiecutter.project_slug }}.migration_toolkit.trace import (
+from alembic_pgsafe.trace import (
     DEFAULT_MAX_LOCK_MS,
     Line,
     Trace,
     trace_revisions,
 )
+from sqlalchemy import URL, text
 
 from tests.conftest import CreateDatabase, connect
 from tests.migration_toolkit.scratch import ScratchChain, scratch_chain

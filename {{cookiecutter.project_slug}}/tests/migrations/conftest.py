@@ -12,7 +12,7 @@ from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
-TOOLKIT = "{{ cookiecutter.project_slug }}.migration_toolkit"
+TOOLKIT = "alembic_pgsafe"
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 from alembic import command
+from alembic_pgsafe.trace import trace_revisions
 from sqlalchemy import URL, Executable, Row, column, insert, table, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from {{ cookiecutter.project_slug }}.migration_toolkit.trace import trace_revisions
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 from tests.conftest import alembic_config, migrate, revision_at, run_blocking

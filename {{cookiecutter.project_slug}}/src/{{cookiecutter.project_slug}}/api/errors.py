@@ -11,17 +11,16 @@ broken connections once the server is back: nothing else is needed to recover.
 import logging
 import traceback
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
-
-from {{ cookiecutter.project_slug }}.db.connect import (
+from alembic_pgsafe.connect import (
     Cause,
     ConnectionFailure,
     describe_failure,
     where,
 )
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
 logger = logging.getLogger("{{ cookiecutter.project_slug }}.api")
 

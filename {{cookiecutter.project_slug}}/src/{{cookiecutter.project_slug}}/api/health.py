@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic_pgsafe.connect import Cause
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
@@ -23,7 +24,6 @@ from {{ cookiecutter.project_slug }}.api.errors import (
     database_problem,
     log_database_failure,
 )
-from {{ cookiecutter.project_slug }}.db.connect import Cause
 from {{ cookiecutter.project_slug }}.db.session import get_session
 from {{ cookiecutter.project_slug }}.settings import Settings
 

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
+from alembic_pgsafe.connect import database_target
 from fastapi import Request
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -13,7 +14,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from {{ cookiecutter.project_slug }}.db.connect import database_target
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
-from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
+from alembic_pgsafe.settings import PROJECT_ROOT
 
 __all__ = [
     "BranchError",
@@ -206,8 +206,8 @@ def _database_versions(root: Path) -> tuple[str, list[str]] | None:
     database is named or reachable (said on stderr)."""
     from sqlalchemy import inspect, pool, text
 
-    from {{ cookiecutter.project_slug }}.db.connect import create_engine, failure_line, where
-    from {{ cookiecutter.project_slug }}.settings import SettingsError, get_settings
+    from alembic_pgsafe.connect import create_engine, failure_line, where
+    from alembic_pgsafe.settings import SettingsError, get_settings
 
     try:
         settings = get_settings()
@@ -366,7 +366,7 @@ def relink(
 
 
 def _arguments(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="migration_toolkit")
+    parser = argparse.ArgumentParser(prog="alembic-pgsafe")
     parser.add_argument("command", choices=("heads", "relink"))
     parser.add_argument("--base", help="the base branch (default: origin/HEAD, main or master)")
     parser.add_argument("--config", type=Path, default=PROJECT_ROOT / "alembic.ini")

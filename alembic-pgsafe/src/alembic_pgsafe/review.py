@@ -35,30 +35,30 @@ from alembic.script import Script
 from sqlalchemy import URL
 from sqlalchemy.engine import make_url
 
-from {{ cookiecutter.project_slug }}.db.connect import (
+from alembic_pgsafe.connect import (
     describe_failure,
     show_traceback,
     where,
 )
-from {{ cookiecutter.project_slug }}.migration_toolkit.history import (
+from alembic_pgsafe.history import (
     BranchError,
     base_branch,
     branch_revisions,
     script_directory,
 )
-from {{ cookiecutter.project_slug }}.migration_toolkit.lint import (
+from alembic_pgsafe.lint import (
     Finding,
     Rendered,
     lint,
     render_revisions,
 )
-from {{ cookiecutter.project_slug }}.migration_toolkit.trace import (
+from alembic_pgsafe.settings import PROJECT_ROOT, get_settings
+from alembic_pgsafe.trace import (
     DEFAULT_MAX_LOCK_MS,
     DEFAULT_ROWS,
     Trace,
     trace_revisions,
 )
-from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT, get_settings
 
 __all__ = ["NO_MIGRATIONS", "Reviewed", "main", "markdown", "review"]
 
@@ -283,7 +283,7 @@ def markdown(base: str, reviewed: Sequence[Reviewed], rows: int | None = None) -
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog=f"python -m {__package__} review",
+        prog="alembic-pgsafe review",
         description="Markdown for a pull request: each revision new on the branch, its offline"
         " SQL, its lint findings with their fixes, and what it locks.",
     )

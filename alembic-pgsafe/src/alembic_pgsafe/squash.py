@@ -326,7 +326,7 @@ def dump_statements(sql: str) -> list[str]:
 def _server_major(url: URL) -> int:
     import sqlalchemy as sa
 
-    from {{ cookiecutter.project_slug }}.migration_toolkit.trace import _sync
+    from alembic_pgsafe.trace import _sync
 
     def ask(connection: Any) -> int:
         return int(connection.execute(sa.text("SHOW server_version_num")).scalar_one()) // 10000
@@ -340,11 +340,11 @@ def _migrate_scratch(url: URL, alembic_ini: str, revision: str) -> None:
     from alembic import command
     from sqlalchemy.pool import NullPool
 
-    from {{ cookiecutter.project_slug }}.db.connect import create_engine
-    from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import run_jobs
-    from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import MigrationSafetyError
-    from {{ cookiecutter.project_slug }}.migration_toolkit.trace import _config, _sync
-    from {{ cookiecutter.project_slug }}.settings import MigrationSettings
+    from alembic_pgsafe.backfill_jobs import run_jobs
+    from alembic_pgsafe.connect import create_engine
+    from alembic_pgsafe.helpers import MigrationSafetyError
+    from alembic_pgsafe.settings import MigrationSettings
+    from alembic_pgsafe.trace import _config, _sync
 
     def upgrade() -> None:
         engine = create_engine(url, poolclass=NullPool)
@@ -377,7 +377,7 @@ class Dump:
 def built_by(url: URL, alembic_ini: str, revision: str, program: tuple[str, int]) -> Dump:
     """What the revisions of ``alembic_ini`` build up to ``revision``, on a scratch database of
     the server at ``url``."""
-    from {{ cookiecutter.project_slug }}.migration_toolkit.trace import _on_scratch
+    from alembic_pgsafe.trace import _on_scratch
 
     with _on_scratch(url) as scratch:
         _migrate_scratch(scratch, alembic_ini, revision)
@@ -586,7 +586,7 @@ def settled_dump(url: URL, alembic_ini: str, trial: Trial, plan: Plan) -> Dump:
 
 def lint_waivers(trial: Trial, dump: Dump) -> dict[int, tuple[str, ...]]:
     """The lint rules ``make lint`` finds on the baseline's upgrade, by statement."""
-    from {{ cookiecutter.project_slug }}.migration_toolkit.lint import lint
+    from alembic_pgsafe.lint import lint
 
     squawk = shutil.which("squawk")
     if squawk is None:
@@ -673,8 +673,8 @@ def refuse_database_behind(url: URL, plan: Plan) -> None:
     say so now, while ``make migrate`` can still bring it there."""
     from alembic.runtime.migration import MigrationContext
 
-    from {{ cookiecutter.project_slug }}.db.connect import where
-    from {{ cookiecutter.project_slug }}.migration_toolkit.trace import _sync
+    from alembic_pgsafe.connect import where
+    from alembic_pgsafe.trace import _sync
 
     def versions(connection: Any) -> tuple[str, ...]:
         return tuple(MigrationContext.configure(connection).get_current_heads())
@@ -714,11 +714,11 @@ def main(argv: Sequence[str]) -> int:
     from pydantic import ValidationError
     from sqlalchemy.engine import make_url
 
-    from {{ cookiecutter.project_slug }}.db.connect import failure_line, where
-    from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT, get_settings
+    from alembic_pgsafe.connect import failure_line, where
+    from alembic_pgsafe.settings import PROJECT_ROOT, get_settings
 
     parser = argparse.ArgumentParser(
-        prog=f"python -m {__package__} squash",
+        prog="alembic-pgsafe squash",
         description="Replace the revisions up to REV with one baseline revision that keeps"
         " REV's id, dumped from a scratch database migrated to REV (on DATABASE_URL's server).",
     )

@@ -43,7 +43,7 @@ from alembic.util import PriorityDispatchResult
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import MigrationSafetyError
+from alembic_pgsafe.helpers import MigrationSafetyError
 
 __all__ = [
     "AUTOGENERATE_PLUGINS",

@@ -21,6 +21,7 @@ what the same revision's upgrade created (a table, a column, a NOT NULL) is its 
 finding.
 """
 
+import argparse
 import io
 import json
 import shutil
@@ -45,12 +46,12 @@ from pglast.enums import (
     TransactionStmtKind,
 )
 
-from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import (
+from alembic_pgsafe.helpers import (
     TOOLKIT_RULES,
     UnwrittenValueError,
 )
-from {{ cookiecutter.project_slug }}.migration_toolkit.history import heads_message
-from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
+from alembic_pgsafe.history import heads_message
+from alembic_pgsafe.settings import PROJECT_ROOT
 
 __all__ = ["FIXES", "Finding", "Fix", "fix_for", "lint", "main", "rewrites_on_type_change"]
 
@@ -1018,10 +1019,26 @@ def _render_failure(where: str, rendered: Rendered) -> Finding:
 
 
 def main(argv: Sequence[str]) -> int:
-    alembic_ini = Path(argv[0]).resolve() if argv else PROJECT_ROOT / "alembic.ini"
+    parser = argparse.ArgumentParser(
+        prog="alembic-pgsafe lint",
+        description="Check every revision's upgrade and downgrade SQL (rendered offline, no"
+        " database) with squawk and the toolkit's rules; each finding says why and the fix.",
+        epilog="Exit status: 0 no finding, 1 findings (or two heads), 2 squawk is missing.",
+    )
+    parser.add_argument(
+        "alembic_ini",
+        nargs="?",
+        type=Path,
+        default=PROJECT_ROOT / "alembic.ini",
+        help="the project's alembic.ini (default: the one in the working directory)",
+    )
+    alembic_ini = parser.parse_args(argv).alembic_ini.resolve()
     squawk = shutil.which("squawk")
     if squawk is None:
-        print("squawk is not installed: run 'uv sync' (it is a dev dependency)", file=sys.stderr)
+        print(
+            "squawk is not installed: install alembic-pgsafe[lint] (squawk-cli and pglast)",
+            file=sys.stderr,
+        )
         return 2
     if several := heads_message(_script(alembic_ini), alembic_ini.parent):
         print(f"lint: {several}")

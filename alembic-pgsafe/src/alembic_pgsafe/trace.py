@@ -49,15 +49,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
-from {{ cookiecutter.project_slug }}.db.connect import (
+from alembic_pgsafe.backfill_jobs import JOBS_TABLE, run_jobs
+from alembic_pgsafe.connect import (
     create_engine,
     database_target,
     failure_line,
     where,
 )
-from {{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs import JOBS_TABLE, run_jobs
-from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import MigrationSafetyError
-from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT, MigrationSettings, get_settings
+from alembic_pgsafe.helpers import MigrationSafetyError
+from alembic_pgsafe.settings import PROJECT_ROOT, MigrationSettings, get_settings
 
 __all__ = ["Trace", "main", "trace_revisions"]
 
@@ -604,7 +604,7 @@ def _trace_attempt(url: URL, alembic_ini: str, revision: str, path: str, rows: i
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog=f"python -m {__package__} trace",
+        prog="alembic-pgsafe trace",
         description="What each revision not yet applied locks, for how long, and what it"
         " rewrites, on a scratch copy of the database with rows in every table.",
     )

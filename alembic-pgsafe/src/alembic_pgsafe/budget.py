@@ -33,8 +33,8 @@ from typing import IO, Any
 
 from sqlalchemy import URL, Connection
 
-from {{ cookiecutter.project_slug }}.db.connect import database_target
-from {{ cookiecutter.project_slug }}.settings import get_settings
+from alembic_pgsafe.connect import database_target
+from alembic_pgsafe.settings import get_settings
 
 __all__ = [
     "CANARY_PROGRAM",

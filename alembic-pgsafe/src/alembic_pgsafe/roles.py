@@ -38,6 +38,7 @@ import re
 import secrets
 import stringprep
 import sys
+import tomllib
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,14 +52,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from {{ cookiecutter.project_slug }}.db.connect import (
+from alembic_pgsafe.connect import (
     DatabaseTarget,
     database_target,
     describe_failure,
     show_traceback,
 )
-from {{ cookiecutter.project_slug }}.migration_toolkit.helpers import literal_sql
-from {{ cookiecutter.project_slug }}.settings import SettingsError, get_settings
+from alembic_pgsafe.helpers import literal_sql
+from alembic_pgsafe.settings import PROJECT_ROOT, SettingsError, get_settings
 
 __all__ = [
     "APP_ON_EXISTING",
@@ -73,11 +74,24 @@ __all__ = [
     "create_roles",
     "failure_line",
     "main",
+    "project_prefix",
     "scram_matches",
     "scram_sha_256_verifier",
 ]
 
-DEFAULT_PREFIX = "{{ cookiecutter.project_slug }}"
+
+def project_prefix(root: Path = PROJECT_ROOT) -> str:
+    """The roles' default prefix: the project's name in ``pyproject.toml`` as a role name
+    (``my-service`` gives ``my_service``), else ``app``."""
+    try:
+        with (root / "pyproject.toml").open("rb") as file:
+            name = str(tomllib.load(file).get("project", {}).get("name", ""))
+    except (OSError, tomllib.TOMLDecodeError):
+        name = ""
+    return re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "app"
+
+
+DEFAULT_PREFIX = project_prefix()
 SCHEMA = "public"
 APPLICATION_NAME = "db-roles"
 ROLE_NAME = re.compile(r"[a-z0-9_]+")
@@ -566,7 +580,7 @@ def failure_line(exc: Exception, target: DatabaseTarget) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=f"python -m {__package__} roles",
+        prog="alembic-pgsafe roles",
         description="Create the migrator and app roles of this database, with their privileges"
         " (make db-roles). Idempotent: a second run changes nothing.",
         epilog="Connects with ADMIN_DATABASE_URL (or ADMIN_DATABASE_URL_FILE), else DATABASE_URL."
