@@ -22,10 +22,10 @@ test: test-package  ## every test: the migration toolkit's (test-package), then 
 	PATH="$(BIN):$$PATH" $(BIN)/pytest
 
 test-package: $(VENV)/installed  ## the migration toolkit (alembic-pgsafe/): its linters, then its suite
-	cd $(PACKAGE) && $(BIN)/uv run --locked --extra lint ruff check .
-	cd $(PACKAGE) && $(BIN)/uv run --locked --extra lint ruff format --check .
-	cd $(PACKAGE) && $(BIN)/uv run --locked --extra lint mypy
-	cd $(PACKAGE) && $(BIN)/uv run --locked --extra lint pytest
+	cd $(PACKAGE) && $(BIN)/uv run --locked --all-extras ruff check .
+	cd $(PACKAGE) && $(BIN)/uv run --locked --all-extras ruff format --check .
+	cd $(PACKAGE) && $(BIN)/uv run --locked --all-extras mypy
+	cd $(PACKAGE) && $(BIN)/uv run --locked --all-extras pytest
 
 package: $(VENV)/installed  ## build the migration toolkit's wheel into the template, which renders install (then make lock)
 	rm -f '{{cookiecutter.project_slug}}'/wheels/alembic_pgsafe-*.whl
@@ -35,7 +35,7 @@ package: $(VENV)/installed  ## build the migration toolkit's wheel into the temp
 lock: $(VENV)/installed  ## re-solve the rendered projects' uv.lock (after make package); UPGRADE=1: to the newest allowed versions; then make test
 	rm -rf build/lock
 	$(BIN)/cookiecutter --no-input . --output-dir build/lock project_name="Template Lock"
-	cd build/lock/template_lock && $(BIN)/uv lock $(if $(UPGRADE),--upgrade)
+	cd build/lock/template_lock && $(BIN)/uv lock --upgrade-package $(PACKAGE) $(if $(UPGRADE),--upgrade)
 	sed 's/^name = "template-lock"$$/name = "{{ cookiecutter.project_slug | replace("_", "-") }}"/' \
 		build/lock/template_lock/uv.lock > '{{cookiecutter.project_slug}}/uv.lock'
 	grep -c 'cookiecutter.project_slug' '{{cookiecutter.project_slug}}/uv.lock' | grep -qx 1

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Project, bake, load_hook
+from tests.conftest import TEMPLATE, Project, bake, load_hook
 
 post_gen = load_hook("post_gen_project")
 
@@ -349,8 +349,8 @@ def test_first_model_gets_its_revision_migrated_checked_and_linted(
 
 
 def strategies_of(bench_script: Path) -> list[str]:
-    """The keys of the STRATEGIES dict in the rendered scripts/bench_migrations.py: what
-    --strategies runs by default."""
+    """The keys of the STRATEGIES dict in the toolkit's benchmark (alembic_pgsafe/bench.py):
+    what --strategies runs by default."""
     for node in ast.parse(bench_script.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.AnnAssign | ast.Assign) and isinstance(node.value, ast.Dict):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -383,7 +383,7 @@ def test_benchmark_runs_at_20000_rows_with_the_same_data_for_every_strategy(
 
     assert "# Migration benchmark: 20,000 rows" in output
     results = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))["results"]
-    expected = strategies_of(project.path / "scripts" / "bench_migrations.py")
+    expected = strategies_of(TEMPLATE / "alembic-pgsafe" / "src" / "alembic_pgsafe" / "bench.py")
     assert [row["strategy"] for row in results] == expected
     assert all(row["data_ok"] for row in results), results
     assert f"plot written to {tmp_path / 'bench.png'}" in output

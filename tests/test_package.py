@@ -6,6 +6,7 @@ image build and CI need no index that has it. That wheel must be what ``alembic-
 today: a change to the package without ``make package lock`` fails here, not in a render.
 """
 
+import hashlib
 import subprocess
 import tomllib
 import zipfile
@@ -59,5 +60,8 @@ def test_renders_pin_the_version_the_template_ships() -> None:
     assert f'"alembic-pgsafe=={version}",' in pyproject
     assert f'path = "wheels/alembic_pgsafe-{version}-py3-none-any.whl"' in pyproject
     assert f'name = "alembic-pgsafe"\nversion = "{version}"\n' in lock
+    wheel = RENDER / "wheels" / f"alembic_pgsafe-{version}-py3-none-any.whl"
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert f'hash = "sha256:{digest}"' in lock, "uv.lock has another wheel's hash: make lock"
     changelog = (PACKAGE / "CHANGELOG.md").read_text(encoding="utf-8")
     assert f"\n## {version}\n" in changelog

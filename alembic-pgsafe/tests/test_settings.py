@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from alembic_pgsafe import roles, settings
+from alembic_pgsafe import settings
 from alembic_pgsafe.settings import MigrationSettings
 
 
@@ -70,5 +70,5 @@ def test_a_bad_value_in_the_table_names_the_setting(project: Path) -> None:
 def test_roles_prefix_defaults_to_the_project_name(project: Path) -> None:
     write_pyproject(project, "")
 
-    assert roles.project_prefix(project) == "orders_api"
-    assert roles.project_prefix(project / "elsewhere") == "app"
+    assert settings.project_prefix(project) == "orders_api"
+    assert settings.project_prefix(project / "elsewhere") == "app"

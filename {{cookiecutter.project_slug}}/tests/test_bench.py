@@ -10,17 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL
 
-from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
-
 from tests.conftest import as_admin, run_blocking
 
 pytestmark = pytest.mark.slow  # the benchmark runs every strategy: make test-all
-BENCH = PROJECT_ROOT / "scripts" / "bench_migrations.py"
 
 
 def bench(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(BENCH), *arguments],
+        [sys.executable, "-m", "alembic_pgsafe", "bench", *arguments],
         capture_output=True,
         text=True,
         timeout=600,

@@ -3,6 +3,8 @@ in the directory of the project's ``alembic.ini``::
 
     backfill run [NAME...]   run the backfills migrations scheduled, to the end; resumable
     backfill status          list them: state, rows, rate, ETA
+    bench [--rows N] ...     backfill and index strategies measured with live traffic
+    bench-plot JSON [PNG]    a bench.json drawn as small multiples (needs matplotlib)
     heads [--base BRANCH]    one head (on top of BRANCH's head)?
     lint [ALEMBIC_INI]       every revision's SQL against squawk and the toolkit's rules
     relink [--base BRANCH]   this branch's revisions onto the other head
@@ -12,7 +14,7 @@ in the directory of the project's ``alembic.ini``::
     trace [--rev REV] ...    what each pending revision locks, and for how long
 
 Each command's module is imported only when it runs: a container image without the linters
-(the ``lint`` extra) still runs ``backfill``.
+(the ``lint`` extra) or the benchmark's (``bench``) still runs ``backfill``.
 """
 
 import sys
@@ -23,6 +25,8 @@ from alembic_pgsafe import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "backfill": ("backfill_jobs", "run or list the backfills migrations scheduled"),
+    "bench": ("bench", "backfill and index strategies measured with live traffic"),
+    "bench-plot": ("bench_plot", "draw a bench.json as small multiples (needs matplotlib)"),
     "heads": ("history", "one head, on top of the base branch's?"),
     "lint": ("lint", "check every revision's SQL: squawk and the toolkit's rules"),
     "relink": ("history", "put this branch's revisions on top of the other head"),

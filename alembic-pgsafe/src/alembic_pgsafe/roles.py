@@ -38,7 +38,6 @@ import re
 import secrets
 import stringprep
 import sys
-import tomllib
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,7 +58,7 @@ from alembic_pgsafe.connect import (
     show_traceback,
 )
 from alembic_pgsafe.helpers import literal_sql
-from alembic_pgsafe.settings import PROJECT_ROOT, SettingsError, get_settings
+from alembic_pgsafe.settings import SettingsError, get_settings, project_prefix
 
 __all__ = [
     "APP_ON_EXISTING",
@@ -74,21 +73,9 @@ __all__ = [
     "create_roles",
     "failure_line",
     "main",
-    "project_prefix",
     "scram_matches",
     "scram_sha_256_verifier",
 ]
-
-
-def project_prefix(root: Path = PROJECT_ROOT) -> str:
-    """The roles' default prefix: the project's name in ``pyproject.toml`` as a role name
-    (``my-service`` gives ``my_service``), else ``app``."""
-    try:
-        with (root / "pyproject.toml").open("rb") as file:
-            name = str(tomllib.load(file).get("project", {}).get("name", ""))
-    except (OSError, tomllib.TOMLDecodeError):
-        name = ""
-    return re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "app"
 
 
 DEFAULT_PREFIX = project_prefix()

@@ -11,6 +11,7 @@ No database URL is needed for offline SQL (``alembic upgrade --sql``) or lint: o
 """
 
 import re
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,6 +33,7 @@ __all__ = [
     "MigrationSettings",
     "SettingsError",
     "get_settings",
+    "project_prefix",
     "read_secret",
     "size_bytes",
 ]
@@ -138,6 +140,17 @@ def get_settings() -> DatabaseSettings:
         raise SettingsError.from_validation(exc) from None
 
 
+def project_prefix(root: Path = PROJECT_ROOT) -> str:
+    """The roles' default prefix: the project's name in ``pyproject.toml`` as a role name
+    (``my-service`` gives ``my_service``), else ``app``."""
+    try:
+        with (root / "pyproject.toml").open("rb") as file:
+            name = str(tomllib.load(file).get("project", {}).get("name", ""))
+    except (OSError, tomllib.TOMLDecodeError):
+        name = ""
+    return re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "app"
+
+
 def _postgres_duration(value: str) -> str:
     if not _DURATION.fullmatch(value):
         msg = f"expected a PostgreSQL duration such as 500ms, 5s, 10min or 0 (none), got {value!r}"
@@ -211,6 +224,9 @@ class MigrationSettings(BaseSettings):
     """Attempts of a DDL step whose lock is not granted, with exponential backoff between."""
     deploy_lock_wait: float = Field(default=900.0, gt=0)
     """Seconds a deploy waits for another deploy's migrations before giving up."""
+    deploy_lock_name: str | None = None
+    """What names the deploy lock (every deploy of one database must use the same); unset: the
+    project's name in the pyproject.toml beside alembic.ini, with ``:alembic``."""
     max_replica_lag: PostgresSize | None = None
     """Backfills pause before a batch while a streaming replica is further behind than this
     (``64MB``; bytes of WAL not yet replayed, from pg_stat_replication). Unset: no check."""

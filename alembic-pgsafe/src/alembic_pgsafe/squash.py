@@ -456,8 +456,7 @@ Create Date: {date}
 from collections.abc import Sequence
 
 from alembic import op
-
-from {package} import acknowledge_lint, literal_sql
+from alembic_pgsafe import acknowledge_lint, literal_sql
 
 revision: str = "{last}"
 down_revision: str | None = None
@@ -513,7 +512,6 @@ def baseline_source(
         about=textwrap.fill(about, width=99, break_on_hyphens=False),
         files="\n".join(files),
         date=datetime.now(UTC).isoformat(sep=" ", timespec="seconds"),
-        package=__package__,
         labels=_python_tuple(plan.branch_labels) if plan.branch_labels else "None",
         squashes="\n".join(f'    "{revision}",' for revision in plan.squashes),
         upgrade=_statements_tuple("UPGRADE", dump.upgrade),

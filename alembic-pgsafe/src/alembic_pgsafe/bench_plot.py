@@ -1,10 +1,11 @@
 """Draw a migration benchmark's bench.json as small multiples: bench.png.
 
-    uv run --with matplotlib python scripts/bench_plot.py DIR/bench.json [OUT.png]
+    uv run --with matplotlib alembic-pgsafe bench-plot DIR/bench.json [OUT.png]
 
-``make bench ARGS="--output DIR --plot"`` draws it at the end of a run; this redraws a saved
-run (OUT.png defaults to bench.png beside the JSON). matplotlib is not a dependency of the
-service: both add it for the run only, and pyproject.toml and uv.lock stay as they are.
+``alembic-pgsafe bench --output DIR --plot`` draws it at the end of a run; this redraws a saved
+run (OUT.png defaults to bench.png beside the JSON). matplotlib is not a dependency of
+alembic-pgsafe: both add it for the run only (a render's ``make bench ARGS="... --plot"`` does),
+and a project's pyproject.toml and uv.lock stay as they are.
 
 One row per strategy, in the order they ran, the same on every panel: (a) throughput as a ratio
 to one plain UPDATE, (b) the concurrent writer's latency against its latency with no migration
@@ -25,9 +26,9 @@ BASELINE = "single-update"
 REQUIRED = {"header", "idle_writer_ms", "results"}
 TARGET_TRANSACTION_MS = 200.0
 MISSING_MATPLOTLIB = (
-    "bench_plot needs matplotlib, which the service does not depend on: run"
-    " `uv run --with matplotlib python scripts/bench_plot.py DIR/bench.json`,"
-    ' or draw it as you measure: make bench ARGS="--output DIR --plot"'
+    "bench-plot needs matplotlib, which alembic-pgsafe does not depend on: run"
+    " `uv run --with matplotlib alembic-pgsafe bench-plot DIR/bench.json`,"
+    " or draw it as you measure: alembic-pgsafe bench --output DIR --plot"
 )
 WRITER_COLORS = {"p50": "#9ecae1", "p99": "#4292c6", "max": "#08306b"}  # light to dark
 IDLE_STYLES: dict[str, Literal[":", "--"]] = {"p50": ":", "p99": "--"}
@@ -363,9 +364,12 @@ def _build_seconds(axis: Any, results: Sequence[Row]) -> None:
     axis.set_title("build time", loc="left")
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("json", type=Path, help="a bench.json (make bench ARGS='--output DIR')")
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="alembic-pgsafe bench-plot",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    parser.add_argument("json", type=Path, help="a bench.json (alembic-pgsafe bench --output DIR)")
     parser.add_argument("png", type=Path, nargs="?", help="default: bench.png beside the JSON")
     args = parser.parse_args(argv)
     if message := matplotlib_missing():
@@ -384,7 +388,3 @@ def main(argv: list[str]) -> int:
     plot(document, path)
     print(f"plot written to {path}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,6 +1,6 @@
 """Measure backfill and index strategies on your PostgreSQL, with live traffic, in one run.
 
-    python scripts/bench_migrations.py [--rows 1000000] [--batch-size 5000]
+    alembic-pgsafe bench [--rows 1000000] [--batch-size 5000]
         [--strategies single-update,keyset-fixed,...] [--database-url URL]
         [--target-ms 50] [--pause 0] [--output DIR] [--plot] [--no-explain]
 
@@ -24,7 +24,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection as Connection_
@@ -34,6 +34,14 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session
+from sqlalchemy.sql.expression import ClauseElement, Executable
+from tqdm import tqdm
+
+from alembic_pgsafe import bench_plot
 from alembic_pgsafe.backfill import (
     GENTLE_BATCH_SIZE,
     TARGET_BATCH_SECONDS,
@@ -48,12 +56,6 @@ from alembic_pgsafe.connect import (
     to_asyncpg_url,
 )
 from alembic_pgsafe.helpers import autocommit
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session
-from sqlalchemy.sql.expression import ClauseElement, Executable
-from tqdm import tqdm
 
 FILL_CHUNK = 200_000
 
@@ -602,37 +604,26 @@ def plot_refusal(args: argparse.Namespace) -> str | None:
         return None
     if not args.output:
         return "--plot draws bench.png into the --output directory: add --output DIR"
-    _scripts_importable()
-    import bench_plot
-
     if bench_plot.matplotlib_missing():
         return (
-            "--plot needs matplotlib, which the service does not depend on: use"
-            ' make bench ARGS="... --plot" (it adds matplotlib for the run only) or'
-            " uv run --with matplotlib python scripts/bench_migrations.py ... --plot"
+            "--plot needs matplotlib, which alembic-pgsafe does not depend on: add it for the"
+            " run, uv run --with matplotlib alembic-pgsafe bench ... --plot (a render's"
+            ' make bench ARGS="... --plot" does)'
         )
     return None
 
 
 def plot(document: dict[str, Any], path: Path) -> str:
-    """bench.png from what bench.json holds, drawn by scripts/bench_plot.py."""
-    _scripts_importable()
-    import bench_plot
-
+    """bench.png from what bench.json holds, drawn by :mod:`alembic_pgsafe.bench_plot`."""
     bench_plot.plot(document, path)
-    again = f"uv run --with matplotlib python scripts/bench_plot.py {path.with_suffix('.json')}"
+    again = f"uv run --with matplotlib alembic-pgsafe bench-plot {path.with_suffix('.json')}"
     return f"plot written to {path} (to redraw it from the JSON: {again})"
 
 
-def _scripts_importable() -> None:
-    """scripts/ is sys.path[0] when this runs as a script; not when it is imported."""
-    scripts = str(Path(__file__).resolve().parent)
-    if scripts not in sys.path:
-        sys.path.insert(0, scripts)
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="alembic-pgsafe bench", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the scratch table")
     parser.add_argument(
         "--batch-size",
@@ -648,14 +639,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL"),
-        help="default: $DATABASE_URL (make bench picks one)",
+        help="default: $DATABASE_URL (a render's make bench picks one)",
     )
     parser.add_argument("--output", type=Path, help="directory for bench.md and bench.json")
     parser.add_argument(
         "--plot",
         action="store_true",
         help="also bench.png in --output DIR, the results as small multiples (needs matplotlib:"
-        " make bench adds it for the run)",
+        " uv run --with matplotlib; a render's make bench adds it for the run)",
     )
     parser.add_argument(
         "--orm-sample",
@@ -695,7 +686,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if unknown := [s for s in args.strategies if s not in STRATEGIES]:
         parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
     if not args.database_url:
-        parser.error("give --database-url or set DATABASE_URL (make bench does)")
+        parser.error("give --database-url or set DATABASE_URL (a render's make bench does)")
     if args.rows < 1 or args.batch_size < 1 or args.orm_sample < 1 or args.workers < 1:
         parser.error("--rows, --batch-size, --orm-sample and --workers must be positive")
     return args
@@ -729,7 +720,7 @@ def run(connection: Connection, dsn: str, args: argparse.Namespace) -> dict[str,
     return {"header": header, "idle": idle, "results": results, "plans": plans}
 
 
-def main(argv: list[str]) -> int:
+def main(argv: Sequence[str]) -> int:
     args = parse(argv)
     if refusal := plot_refusal(args):
         print(refusal, file=sys.stderr)
@@ -763,7 +754,3 @@ def main(argv: list[str]) -> int:
         if args.plot:
             print(plot(document, args.output / "bench.png"), file=sys.stderr)
     return 0 if all(r.data_ok for r in results) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
