@@ -51,8 +51,6 @@ PATHS_ONLY_FOR = {
         "src/{slug}/models/post.py",
         "tests/migrations/test_lessons.py",
         "tests/migrations/test_backfill_slug.py",
-        "tests/migrations/test_release_still_serving.py",
-        "tests/migration_toolkit/test_squash.py",
     ],
     ("starting_schema", "empty"): ["migrations/versions/0001_baseline.py"],
     ("include_example_api", "yes"): [

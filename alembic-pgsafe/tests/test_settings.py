@@ -72,3 +72,23 @@ def test_roles_prefix_defaults_to_the_project_name(project: Path) -> None:
 
     assert settings.project_prefix(project) == "orders_api"
     assert settings.project_prefix(project / "elsewhere") == "app"
+
+
+def test_what_teams_changed_in_toolkit_code_is_a_setting(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_pyproject(
+        project,
+        "default_batch_size = 2000\nbatch_target_seconds = 0.2\noffline_batch_size = 10000\n"
+        'trace_rows = 500\ndeploy_lock_name = "orders:deploys"',
+    )
+    monkeypatch.setenv("TRACE_MAX_LOCK_MS", "250")  # the name it had before the settings
+
+    limits = MigrationSettings()
+
+    assert (limits.default_batch_size, limits.batch_target_seconds) == (2000, 0.2)
+    assert (limits.offline_batch_size, limits.trace_rows) == (10000, 500)
+    assert limits.trace_max_lock_ms == 250.0
+    assert limits.deploy_lock_name == "orders:deploys"
+    monkeypatch.setenv("MIGRATION_TRACE_ROWS", "42")
+    assert MigrationSettings().trace_rows == 42

@@ -14,13 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from alembic_pgsafe.testing import old_release_writer, scratch_chain
 from sqlalchemy import URL, Executable, column, insert, table, text
 
 from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
 
 from tests.conftest import connect, upgrade_as_deploys_do
-from tests.migration_toolkit.scratch import scratch_chain
-from tests.old_release import old_release_writer
 
 pytestmark = pytest.mark.slow  # every recipe up, down and up under a live writer: make test-all
 PLAYBOOK = (PROJECT_ROOT / "MIGRATIONS.md").read_text(encoding="utf-8")
@@ -55,6 +54,8 @@ def recipes() -> list[tuple[str, list[str]]]:
 
 
 def order_of_the_old_release(number: int) -> Executable:
+    """What the release before each recipe writes: an order with the columns every recipe keeps
+    (the table is this test's scratch table, not the service's)."""
     return insert(orders).values(customer_id=1 + number % 100, reference=f"W-{number}")
 
 
@@ -94,7 +95,7 @@ async def test_recipe_runs_up_down_up_while_the_old_release_writes(
         for statement in SCRATCH:
             await connection.execute(text(statement))
         await connection.commit()
-    chain = scratch_chain(tmp_path, *bodies)
+    chain = scratch_chain(tmp_path, *bodies, alembic_ini=PROJECT_ROOT / "alembic.ini")
 
     async with old_release_writer(url, order_of_the_old_release) as report:
         # A recipe that schedules a backfill gets `make backfill` between its two deploys.

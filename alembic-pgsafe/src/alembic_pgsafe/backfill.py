@@ -600,12 +600,13 @@ def backfill_in_batches(
     Rows per batch: ``-x batch_size=N`` (or MIGRATION_BATCH_SIZE) for this run, else
     ``batch_size``, else sized to keep the application's commits within ``budget`` times what
     they took before the backfill (``-x backfill_budget=2`` for this run; see :mod:`.budget`),
-    else GENTLE_BATCH_SIZE (the default: the best trade-off ``make bench`` measured between
-    the backfill's speed and the application's latency); ``gentle=False``: batches of about
-    TARGET_BATCH_SECONDS, the fastest one runner goes (parallel workers always do). Each batch
-    may run for MIGRATION_BACKFILL_BATCH_TIMEOUT. Offline (``--sql``) the batches are emitted
-    as a ``DO`` block that commits after each one (see :func:`offline_backfill`), of
-    OFFLINE_BATCH_SIZE rows unless a size or ``gentle=True`` is given.
+    else the ``default_batch_size`` setting (GENTLE_BATCH_SIZE, 500 rows: the best trade-off
+    ``alembic-pgsafe bench`` measured between the backfill's speed and the application's
+    latency); ``gentle=False``: batches of about ``batch_target_seconds`` (TARGET_BATCH_SECONDS),
+    the fastest one runner goes (parallel workers always do). Each batch may run for
+    MIGRATION_BACKFILL_BATCH_TIMEOUT. Offline (``--sql``) the batches are emitted as a ``DO``
+    block that commits after each one (see :func:`offline_backfill`), of
+    ``offline_batch_size`` rows (OFFLINE_BATCH_SIZE) unless a size or ``gentle=True`` is given.
     """
     context = op.get_context()
     settings = migration_settings()
@@ -615,7 +616,7 @@ def backfill_in_batches(
     # 500-row batches by default, for one runner online; workers and offline SQL go faster.
     by_default = gentle is None and workers == 1 and not context.as_sql
     if size is None and factor is None and (gentle or by_default):
-        size = GENTLE_BATCH_SIZE
+        size = settings.default_batch_size
     if context.as_sql:
         script = offline_backfill(
             table,
@@ -623,7 +624,7 @@ def backfill_in_batches(
             values=values,
             pending=pending,
             label=label,
-            batch_size=size or OFFLINE_BATCH_SIZE,
+            batch_size=size or settings.offline_batch_size,
             pause_seconds=pause_seconds,
         )
         with context.autocommit_block():
@@ -648,7 +649,7 @@ def backfill_in_batches(
             pending,
             label=label,
             batch_size=size or 1000,
-            target_seconds=None if size else TARGET_BATCH_SECONDS,
+            target_seconds=None if size else settings.batch_target_seconds,
             pause_seconds=pause_seconds,
             throttle=backfill_throttle(settings),
             budget=factor,
@@ -659,7 +660,7 @@ def backfill_in_batches(
                 " paces one runner)",
                 label,
                 workers,
-                TARGET_BATCH_SECONDS * 1000,
+                settings.batch_target_seconds * 1000,
             )
         if workers > 1:
             # After autocommit_block() began: the revision's earlier DDL is committed, so the

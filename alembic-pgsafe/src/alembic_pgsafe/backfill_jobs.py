@@ -30,8 +30,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from alembic_pgsafe.backfill import (
-    GENTLE_BATCH_SIZE,
-    TARGET_BATCH_SECONDS,
     KeysetBackfill,
     Progress,
     backfill_throttle,
@@ -220,7 +218,7 @@ def schedule_backfill(
         key_column=key.name,
         set_values=sa.cast(sa.literal(json.dumps(set_values), sa.Text), postgresql.JSONB),
         pending=compiled_sql(pending),
-        batch_size=batch_size or (GENTLE_BATCH_SIZE if gentle else None),
+        batch_size=batch_size or (migration_settings().default_batch_size if gentle else None),
         state="finished" if nothing_pending else "pending",
         finished_at=sa.func.now() if nothing_pending else None,
     )
@@ -371,7 +369,7 @@ def _run_locked(connection: Connection, name: str, settings: MigrationSettings) 
     size = settings.batch_size or job.batch_size
     factor = latency_budget(settings, size)  # -x backfill_budget for this run
     if size is None and factor is None:
-        size = GENTLE_BATCH_SIZE  # as backfill_in_batches does by default
+        size = settings.default_batch_size  # as backfill_in_batches does by default
     runner = KeysetBackfill(
         connection,
         table,
@@ -380,7 +378,7 @@ def _run_locked(connection: Connection, name: str, settings: MigrationSettings) 
         sa.literal_column(job.pending, sa.Boolean),
         label=name,
         batch_size=size or 1000,
-        target_seconds=None if size else TARGET_BATCH_SECONDS,
+        target_seconds=None if size else settings.batch_target_seconds,
         on_batch=store_progress,
         throttle=backfill_throttle(settings),
         start_after=after,

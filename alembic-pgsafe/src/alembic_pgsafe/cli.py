@@ -7,6 +7,7 @@ in the directory of the project's ``alembic.ini``::
     bench-plot JSON [PNG]    a bench.json drawn as small multiples (needs matplotlib)
     heads [--base BRANCH]    one head (on top of BRANCH's head)?
     lint [ALEMBIC_INI]       every revision's SQL against squawk and the toolkit's rules
+                             (--format text|json|github, --since REV, --list-rules, --explain)
     relink [--base BRANCH]   this branch's revisions onto the other head
     review [--base BRANCH]   markdown: each new revision's SQL, findings, locks
     roles [--prefix NAME]    the migrator and app roles, once per database
@@ -28,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "backfill and index strategies measured with live traffic"),
     "bench-plot": ("bench_plot", "draw a bench.json as small multiples (needs matplotlib)"),
     "heads": ("history", "one head, on top of the base branch's?"),
-    "lint": ("lint", "check every revision's SQL: squawk and the toolkit's rules"),
+    "lint": ("lint_cli", "check every revision's SQL: squawk and the toolkit's rules"),
     "relink": ("history", "put this branch's revisions on top of the other head"),
     "review": ("review", "markdown for a pull request: SQL, findings, locks"),
     "roles": ("roles", "create the migrator and app roles of a database"),

@@ -1,4 +1,4 @@
-"""How every part of the service reaches PostgreSQL, and what it says when it cannot.
+"""How the toolkit (and a service using it) reaches PostgreSQL, and what it says when it cannot.
 
 - **URLs as providers write them.** libpq's parameters in the query string (``sslmode``,
   ``sslrootcert``, ``sslcert``, ``sslkey``, ``sslpassword``, ``sslcrl``, ``connect_timeout``,
@@ -28,6 +28,22 @@ import asyncpg
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+__all__ = [
+    "POOLER_DETECTED",
+    "SSLMODES",
+    "Cause",
+    "ConnectionFailure",
+    "DatabaseTarget",
+    "create_engine",
+    "database_target",
+    "describe_failure",
+    "failure_line",
+    "show_traceback",
+    "through_transaction_pooler",
+    "to_asyncpg_url",
+    "where",
+]
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # Passed to asyncpg as a DSN's query, which asyncpg reads with libpq's meaning.

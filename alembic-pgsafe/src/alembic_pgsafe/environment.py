@@ -64,7 +64,13 @@ from alembic_pgsafe.settings import (
 )
 from alembic_pgsafe.squash import behind_baseline
 
-__all__ = ["IncludeName", "TransactionPoolerError", "migration_settings", "run_migrations"]
+__all__ = [
+    "IncludeName",
+    "TransactionPoolerError",
+    "migration_settings",
+    "run_migrations",
+    "run_offline",
+]
 
 log = logging.getLogger("alembic.env")
 IncludeName = Callable[[str | None, str, Any], bool]
@@ -97,6 +103,12 @@ def run_migrations(target_metadata: MetaData, *, include_name: IncludeName | Non
         _run_offline(options)
     else:
         _run_online(options)
+
+
+def run_offline(target_metadata: MetaData | None = None) -> None:
+    """The offline half of :func:`run_migrations`, inside an ``EnvironmentContext`` a tool
+    opened itself (lint renders each revision's SQL this way, without the project's env.py)."""
+    _run_offline(_options(target_metadata if target_metadata is not None else MetaData(), None))
 
 
 def _options(target_metadata: MetaData, include_name: IncludeName | None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """``make lint`` on the migrations: every statement that can hurt a live database, and its fix.
 
-    python -m <package>.migration_toolkit lint [path/to/alembic.ini]
+    alembic-pgsafe lint [path/to/alembic.ini]   (the command line: lint_cli.py)
 
 Each revision is rendered offline, its upgrade (``alembic upgrade <previous>:<revision>
 --sql``) and its downgrade (``downgrade <revision>:<previous>``), no database needed. squawk
@@ -21,7 +21,6 @@ what the same revision's upgrade created (a table, a column, a NOT NULL) is its 
 finding.
 """
 
-import argparse
 import io
 import json
 import shutil
@@ -33,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alembic import command
 from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from pglast import ast, parse_sql
 from pglast.enums import (
@@ -46,14 +46,21 @@ from pglast.enums import (
     TransactionStmtKind,
 )
 
+from alembic_pgsafe.environment import run_offline
 from alembic_pgsafe.helpers import (
-    TOOLKIT_RULES,
     UnwrittenValueError,
 )
-from alembic_pgsafe.history import heads_message
-from alembic_pgsafe.settings import PROJECT_ROOT
 
-__all__ = ["FIXES", "Finding", "Fix", "fix_for", "lint", "main", "rewrites_on_type_change"]
+__all__ = [
+    "FIXES",
+    "Finding",
+    "Fix",
+    "fix_for",
+    "lint",
+    "main",
+    "rewrites_on_type_change",
+    "squawk_binary",
+]
 
 
 @dataclass(frozen=True)
@@ -830,13 +837,28 @@ class Rendered:
 
 
 def _render(alembic_ini: Path, direction: str, span: str) -> str:
+    """The offline SQL of ``span`` as ``alembic upgrade|downgrade span --sql`` prints it with
+    the toolkit's env.py, whatever the project's env.py is: lint needs no change to it."""
     output = io.StringIO()
     config = Config(alembic_ini, output_buffer=output)
     config.attributes["configure_logger"] = False
-    if direction == "upgrade":
-        command.upgrade(config, span, sql=True)
-    else:
-        command.downgrade(config, span, sql=True)
+    script = ScriptDirectory.from_config(config)
+    start, destination = span.split(":")
+
+    def revisions(revision: Any, _: MigrationContext) -> Any:
+        if direction == "upgrade":
+            return script._upgrade_revs(destination, revision)
+        return script._downgrade_revs(destination, revision)
+
+    with EnvironmentContext(
+        config,
+        script,
+        fn=revisions,
+        as_sql=True,
+        starting_rev=start,
+        destination_rev=destination,
+    ):
+        run_offline()
     return output.getvalue()
 
 
@@ -865,6 +887,23 @@ def _rendered(alembic_ini: Path, revision: Script, direction: str, span: str) ->
         return Rendered(path, direction, _render(alembic_ini, direction, span))
     except Exception as exc:  # a revision that cannot render is a finding, not a crash
         return Rendered(path, direction, None, exc)
+
+
+def squawk_binary() -> str | None:
+    """squawk from the environment alembic-pgsafe runs in (its ``lint`` extra), else PATH's."""
+    beside = Path(sys.executable).parent / "squawk"
+    return str(beside) if beside.is_file() else shutil.which("squawk")
+
+
+DEFAULT_SQUAWK_CONFIG = """\
+# What lint gives squawk when the project has no .squawk.toml beside alembic.ini.
+# Alembic's offline SQL writes its own BEGIN/COMMIT around each migration.
+assume_in_transaction = false
+# Alembic records a migration only when its transaction commits: a failed one leaves nothing
+# half-done to step over, so IF [NOT] EXISTS is not needed (and on an index it would hide an
+# INVALID leftover, which create_index_concurrently heals instead).
+excluded_rules = ["prefer-robust-stmts"]
+"""
 
 
 def squawk_findings(squawk: str, config: Path, files: Sequence[Path]) -> list[Any]:
@@ -964,6 +1003,9 @@ def lint(
                     upgrade_statements = found
             schema.apply(upgrade_statements)
         config = root / ".squawk.toml"
+        if not config.is_file():
+            config = Path(tmp) / "squawk.toml"
+            config.write_text(DEFAULT_SQUAWK_CONFIG, encoding="utf-8")
         for violation in squawk_findings(squawk, config, list(parsed)) if parsed else []:
             rendered, found, before, created = parsed[Path(violation["file"])]
             statement = _statement_at(found, violation["line"])
@@ -1019,35 +1061,7 @@ def _render_failure(where: str, rendered: Rendered) -> Finding:
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="alembic-pgsafe lint",
-        description="Check every revision's upgrade and downgrade SQL (rendered offline, no"
-        " database) with squawk and the toolkit's rules; each finding says why and the fix.",
-        epilog="Exit status: 0 no finding, 1 findings (or two heads), 2 squawk is missing.",
-    )
-    parser.add_argument(
-        "alembic_ini",
-        nargs="?",
-        type=Path,
-        default=PROJECT_ROOT / "alembic.ini",
-        help="the project's alembic.ini (default: the one in the working directory)",
-    )
-    alembic_ini = parser.parse_args(argv).alembic_ini.resolve()
-    squawk = shutil.which("squawk")
-    if squawk is None:
-        print(
-            "squawk is not installed: install alembic-pgsafe[lint] (squawk-cli and pglast)",
-            file=sys.stderr,
-        )
-        return 2
-    if several := heads_message(_script(alembic_ini), alembic_ini.parent):
-        print(f"lint: {several}")
-        return 1
-    findings, checked = lint(alembic_ini, squawk)
-    for finding in findings:
-        print(finding.report())
-    print(
-        f"Found {len(findings)} issues in {checked} files (upgrades and downgrades; squawk and"
-        f" the toolkit's {len(TOOLKIT_RULES)} rules)"
-    )
-    return 1 if findings else 0
+    """``alembic-pgsafe lint``: the command line lives in :mod:`alembic_pgsafe.lint_cli`."""
+    from alembic_pgsafe.lint_cli import main as command_line
+
+    return command_line(argv)

@@ -10,7 +10,7 @@ tells, oldest first), one section:
 - what ``make lint`` finds in it, each finding with its fix (the whole chain is linted, as the
   rules follow the schema from revision to revision, but only this branch's findings shown);
 - what ``make trace`` sees it lock, for how long, and whether it rewrites a table, on a
-  scratch database with rows in every table (``--rows``, TRACE_ROWS, 10,000 by default),
+  scratch database with rows in every table (``--rows``, trace_rows, 10,000 by default),
   dropped afterwards. Without a database, or where the trace fails, one line says why instead.
 
 A branch that adds no revision gets one line: "No migrations in this change." The markdown
@@ -23,8 +23,6 @@ branch) or squawk is missing.
 
 import argparse
 import logging
-import os
-import shutil
 import sys
 from collections.abc import Sequence
 from contextlib import redirect_stdout
@@ -32,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alembic.script import Script
+from pydantic import ValidationError
 from sqlalchemy import URL
 from sqlalchemy.engine import make_url
 
@@ -51,10 +50,15 @@ from alembic_pgsafe.lint import (
     Rendered,
     lint,
     render_revisions,
+    squawk_binary,
 )
-from alembic_pgsafe.settings import PROJECT_ROOT, get_settings
+from alembic_pgsafe.settings import (
+    PROJECT_ROOT,
+    MigrationSettings,
+    SettingsError,
+    get_settings,
+)
 from alembic_pgsafe.trace import (
-    DEFAULT_MAX_LOCK_MS,
     DEFAULT_ROWS,
     Trace,
     trace_revisions,
@@ -297,8 +301,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--rows",
         type=int,
-        default=int(os.environ.get("TRACE_ROWS", DEFAULT_ROWS)),
-        help=f"rows per table in the traces (TRACE_ROWS, default {DEFAULT_ROWS})",
+        help=f"rows per table in the traces (setting trace_rows, default {DEFAULT_ROWS})",
     )
     parser.add_argument("--no-trace", action="store_true", help="no database: SQL and lint only")
     parser.add_argument(
@@ -311,15 +314,20 @@ def main(argv: Sequence[str]) -> int:
             f"review: {arguments.config} not found: name alembic.ini with --config", file=sys.stderr
         )
         return 2
-    squawk = shutil.which("squawk")
+    squawk = squawk_binary()
     if squawk is None:
-        print("review: squawk is not installed: run 'uv sync' (a dev dependency)", file=sys.stderr)
+        print("review: squawk is not installed: install alembic-pgsafe[lint]", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)-5.5s [%(name)s] %(message)s")
     tracing = None
     if not arguments.no_trace:
-        max_lock_ms = float(os.environ.get("TRACE_MAX_LOCK_MS", DEFAULT_MAX_LOCK_MS))
-        tracing = TraceOptions(arguments.rows, max_lock_ms)
+        try:
+            limits = MigrationSettings()
+        except ValidationError as exc:
+            print(f"review: {SettingsError.from_validation(exc)}", file=sys.stderr)
+            return 2
+        rows = limits.trace_rows if arguments.rows is None else arguments.rows
+        tracing = TraceOptions(rows, limits.trace_max_lock_ms)
     try:
         # Only the report on standard output: what migrations and backfills print goes aside.
         with redirect_stdout(sys.stderr):

@@ -16,7 +16,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -236,6 +243,34 @@ class MigrationSettings(BaseSettings):
     max_replica_lag_wait: float = Field(default=900.0, gt=0)
     """Seconds one pause of a backfill (replica lag or WAL rate) may last; then it stops,
     resumable."""
+    default_batch_size: int = Field(default=500, ge=1, le=1_000_000)
+    """Rows per backfill batch when a call names no size and no budget: the default pace (500:
+    the application's commit latency within about 2x idle, at about half the speed of one
+    UPDATE, as ``alembic-pgsafe bench`` measured on 2 cores)."""
+    batch_target_seconds: float = Field(default=0.05, gt=0, le=60)
+    """How long an adaptive batch aims to take (``gentle=False``, parallel workers), and the
+    latency budget's longest batch."""
+    offline_batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+    """Rows per batch of a backfill rendered as offline SQL (a ``DO`` block)."""
+    trace_rows: int = Field(
+        default=10_000,
+        ge=0,
+        le=100_000_000,
+        validation_alias=AliasChoices("trace_rows", "migration_trace_rows"),
+    )
+    """Rows per table ``alembic-pgsafe trace`` (and review) fills the scratch copy with
+    (TRACE_ROWS, as before the settings, or MIGRATION_TRACE_ROWS)."""
+    trace_max_lock_ms: float = Field(
+        default=1000.0,
+        gt=0,
+        validation_alias=AliasChoices("trace_max_lock_ms", "migration_trace_max_lock_ms"),
+    )
+    """A lock that blocks writes, held longer than this on a table with rows, fails a trace
+    (TRACE_MAX_LOCK_MS or MIGRATION_TRACE_MAX_LOCK_MS)."""
+    squash_removes: list[str] = Field(default_factory=list)
+    """Files (from alembic.ini's folder) that replay revisions by their places in the chain,
+    which ``alembic-pgsafe squash`` removes with the revisions it squashes (a render's lesson
+    tests); git keeps them."""
     batch_size: int | None = Field(default=None, ge=1, le=1_000_000)
     """Rows per backfill batch for this run (every backfill_in_batches call); unset: each
     call's own batch_size, or the default pace (500 rows, or the latency budget when set)."""

@@ -584,9 +584,9 @@ def settled_dump(url: URL, alembic_ini: str, trial: Trial, plan: Plan) -> Dump:
 
 def lint_waivers(trial: Trial, dump: Dump) -> dict[int, tuple[str, ...]]:
     """The lint rules ``make lint`` finds on the baseline's upgrade, by statement."""
-    from alembic_pgsafe.lint import lint
+    from alembic_pgsafe.lint import lint, squawk_binary
 
-    squawk = shutil.which("squawk")
+    squawk = squawk_binary()
     if squawk is None:
         raise SquashError("squawk is not installed: run 'uv sync' (it is a dev dependency)")
     findings, _ = lint(trial.alembic_ini, squawk)
@@ -635,22 +635,12 @@ def replace_files(plan: Plan, baseline: Path, source: str) -> None:
         _git_or_fail(baseline.parent, "add", "--", baseline.name)
 
 
-LESSON_TESTS = (
-    "tests/migrations/test_lessons.py",
-    "tests/migrations/test_backfill_slug.py",
-    "tests/migrations/test_release_still_serving.py",
-    "tests/migration_toolkit/test_squash.py",
-)
-"""The tests that take the lessons as their material: they replay the lesson revisions by
-their places in the chain, which a squash changes (test_squash squashes the lessons). They go
-with the squash, as the post-generation hook leaves them out of a render without the lessons;
-the playbook keeps the patterns and git keeps the lessons."""
-
-
-def remove_lesson_tests(root: Path) -> list[str]:
-    """Delete the lessons' tests that are there (``git rm`` when tracked); their paths."""
+def remove_replaying_files(root: Path, names: Sequence[str]) -> list[str]:
+    """Delete the files (``git rm`` when tracked) that replay the squashed revisions by their
+    places in the chain (the ``squash_removes`` setting: a render's lesson tests); the paths
+    that were there."""
     removed = []
-    for name in LESSON_TESTS:
+    for name in names:
         path = root / name
         if not path.is_file():
             continue
@@ -690,6 +680,8 @@ def refuse_database_behind(url: URL, plan: Plan) -> None:
 def squash(url: URL, alembic_ini: str, to: str) -> Path:
     """Squash the revisions up to ``to`` into a baseline, dumped from a scratch database on
     ``url``'s server and tried on another before the project changes; the baseline's path."""
+    from alembic_pgsafe.settings import MigrationSettings
+
     script = ScriptDirectory.from_config(Config(alembic_ini))
     plan = plan_squash(script, to)
     refuse_database_behind(url, plan)
@@ -702,9 +694,10 @@ def squash(url: URL, alembic_ini: str, to: str) -> Path:
     baseline = Path(script.versions) / baseline_name(plan.target)
     source = formatted(baseline_source(plan, dump, waived), baseline)
     replace_files(plan, baseline, source)
-    if removed := remove_lesson_tests(Path(alembic_ini).resolve().parent):
+    replaying = MigrationSettings().squash_removes
+    if removed := remove_replaying_files(Path(alembic_ini).resolve().parent, replaying):
         listed = ", ".join(removed)
-        _say(f"the lessons' tests replay them by their places in the chain: removed {listed}")
+        _say(f"they replayed the squashed revisions by their places: removed {listed}")
     return baseline
 
 

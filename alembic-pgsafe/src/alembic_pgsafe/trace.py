@@ -19,7 +19,7 @@ that lock was held (from the statement's start to the end of its transaction, or
 sample that saw it), whether the table was rewritten, and the rows the table had. Repeated
 statements (a backfill's batches) are one line, with their count and the longest hold. The
 command exits 1 when a statement holds a lock that blocks writes (SHARE or stronger) on a
-table with rows for longer than ``--max-lock-ms`` (TRACE_MAX_LOCK_MS, 1000 by default), or
+table with rows for longer than ``--max-lock-ms`` (trace_max_lock_ms, 1000 by default), or
 rewrites a table with rows. The scratch database is dropped afterwards.
 """
 
@@ -610,33 +610,34 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--rev", help="trace this revision alone")
     parser.add_argument(
-        "--rows",
-        type=int,
-        default=int(os.environ.get("TRACE_ROWS", DEFAULT_ROWS)),
-        help=f"rows per table (TRACE_ROWS, default {DEFAULT_ROWS})",
+        "--rows", type=int, help=f"rows per table (setting trace_rows, default {DEFAULT_ROWS})"
     )
     parser.add_argument(
         "--max-lock-ms",
         type=float,
-        default=float(os.environ.get("TRACE_MAX_LOCK_MS", DEFAULT_MAX_LOCK_MS)),
-        help="longest a lock that blocks writes may be held on a table with rows"
-        f" (TRACE_MAX_LOCK_MS, default {DEFAULT_MAX_LOCK_MS:.0f})",
+        help="longest a lock that blocks writes may be held on a table with rows (setting"
+        f" trace_max_lock_ms, default {DEFAULT_MAX_LOCK_MS:.0f})",
     )
     parser.add_argument("--alembic-ini", default=str(PROJECT_ROOT / "alembic.ini"))
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)-5.5s [%(name)s] %(message)s")
     try:
+        limits = MigrationSettings()
         url = make_url(get_settings().alembic_database_url)
     except (ValidationError, ValueError) as exc:
         print(f"trace: {exc}", file=sys.stderr)
         return 2
+    rows = limits.trace_rows if arguments.rows is None else arguments.rows
+    max_lock_ms = (
+        limits.trace_max_lock_ms if arguments.max_lock_ms is None else arguments.max_lock_ms
+    )
     try:
         traces = trace_revisions(
             url,
             arguments.alembic_ini,
             revision=arguments.rev,
-            rows=arguments.rows,
-            max_lock_ms=arguments.max_lock_ms,
+            rows=rows,
+            max_lock_ms=max_lock_ms,
         )
     except Exception as exc:
         print(f"trace: {failure_line(exc, where(url))}", file=sys.stderr)

@@ -9,7 +9,7 @@ from alembic.operations import Operations
 from sqlalchemy import URL, Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-pytestmark = pytest.mark.slow  # a table of 50,000 rows rewritten: make test-all
+pytestmark = pytest.mark.slow  # a table of 50,000 rows rewritten: pytest -m slow
 ROWS = 50_000
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.migration_toolkit.replica import ReplicaPair, streaming_replica
-from tests.migration_toolkit.scratch import scratch_chain
-from tests.migrations.conftest import run_backfills
+from tests.conftest import run_backfills
+from tests.replica import ReplicaPair, streaming_replica
+from tests.scratch import scratch_chain
 
-pytestmark = pytest.mark.slow  # a primary, a standby and 200,000 rows: make test-all
+pytestmark = pytest.mark.slow  # a primary, a standby and 200,000 rows: pytest -m slow
 ROWS = 200_000
 BACKFILL = """
 items = sa.table("items", sa.column("id", sa.BigInteger), sa.column("v"), sa.column("w"))

@@ -1,23 +1,21 @@
-"""make review: a branch's revisions in a git repository of a test's own, as the reviewer reads
-them (SQL, lint findings with their fixes, locks), and the short answers."""
+"""alembic-pgsafe review: a branch's revisions in a git repository of a test's own (a copy of
+the fixture project), as the reviewer reads them (SQL, lint findings with their fixes, locks),
+and the short answers."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from alembic_pgsafe.lint import fix_for
-from alembic_pgsafe.review import NO_MIGRATIONS
 from sqlalchemy import URL
 
-from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
+from alembic_pgsafe.lint import fix_for
+from alembic_pgsafe.review import NO_MIGRATIONS
+from tests.conftest import TOOLKIT, CreateDatabase, command_environment, revisions
+from tests.project_copy import copy_project
 
-from tests.conftest import CreateDatabase, revisions
-from tests.migrations.conftest import TOOLKIT, alembic_command
-
-pytestmark = pytest.mark.slow  # a git repository, lint and a trace per revision: make test-all
+pytestmark = pytest.mark.slow  # a git repository, lint and a trace per revision
 TITLE = "## Migrations in this change"
 CREATE_TABLE = '''"""Create the review_items table.
 
@@ -78,11 +76,8 @@ def git(repository: Path, *args: str) -> str:
 
 
 def project_repository(directory: Path) -> Path:
-    """A git repository holding a copy of the project's migrations, committed on main."""
-    for name in ("alembic.ini", ".squawk.toml"):
-        shutil.copy(PROJECT_ROOT / name, directory / name)
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(PROJECT_ROOT / "migrations", directory / "migrations", ignore=ignore)
+    """A git repository holding a copy of the fixture project, committed on main."""
+    copy_project(directory)
     git(directory, "init", "--quiet", "--initial-branch", "main")
     git(directory, "add", "--all")
     git(directory, "commit", "--quiet", "--message", "The project")
@@ -92,11 +87,11 @@ def project_repository(directory: Path) -> Path:
 def run_review(
     repository: Path, *args: str, database_url: URL | None
 ) -> subprocess.CompletedProcess[str]:
-    _, env = alembic_command(database_url=database_url)
+    env = command_environment(database_url)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     alembic_ini = str(repository / "alembic.ini")
     return subprocess.run(
-        [sys.executable, "-m", TOOLKIT, "review", "--config", alembic_ini, *args],
+        [*TOOLKIT, "review", "--config", alembic_ini, *args],
         cwd=repository,
         env=env,
         capture_output=True,

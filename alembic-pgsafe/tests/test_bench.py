@@ -1,8 +1,8 @@
-"""The migration benchmark runs end to end and every strategy leaves the right data."""
+"""The migration benchmark (``alembic-pgsafe bench``) runs end to end and every strategy leaves
+the right data."""
 
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL
 
-from tests.conftest import as_admin, run_blocking
+from tests.conftest import PROJECT, TOOLKIT, as_admin, run_blocking
 
-pytestmark = pytest.mark.slow  # the benchmark runs every strategy: make test-all
+pytestmark = pytest.mark.slow  # the benchmark runs every strategy: pytest -m slow
 
 
 def bench(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "alembic_pgsafe", "bench", *arguments],
+        [*TOOLKIT, "bench", *arguments],
+        cwd=PROJECT,
         capture_output=True,
         text=True,
         timeout=600,

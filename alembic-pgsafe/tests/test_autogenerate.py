@@ -1,10 +1,11 @@
-"""make revision on tables with rows: what autogenerate writes is the toolkit's safe form.
+"""alembic revision --autogenerate on tables with rows: what it writes is the toolkit's safe form.
 
 Each case edits the models of a scratch schema (customers and orders, thousands of rows), runs
-autogenerate through the project's env.py, and then: the written revision holds the toolkit's
-calls; ``make lint`` passes it as written (or refuses it, naming what the author must do); it
-applies while a writer that knows only the old schema inserts orders, none of whose writes may
-fail; models and database then agree (``alembic check``); and it goes down and up again.
+autogenerate through the fixture project's env.py, and then: the written revision holds the
+toolkit's calls; ``alembic-pgsafe lint`` passes it as written (or refuses it, naming what the
+author must do); it applies while a writer that knows only the old schema inserts orders, none
+of whose writes may fail; models and database then agree (``alembic check``); and it goes down
+and up again.
 """
 
 import asyncio
@@ -19,20 +20,19 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.util import CommandError
+from sqlalchemy import URL, Executable, insert, text
+
 from alembic_pgsafe.autogenerate import (
     RENAMED_FROM,
     describe_differences,
 )
-from sqlalchemy import URL, Executable, insert, text
+from alembic_pgsafe.testing import old_release_writer
+from tests.conftest import PACKAGE_ROOT, CreateDatabase, connect
+from tests.project.models import NAMING_CONVENTION
+from tests.scratch import ScratchChain, scratch_chain
+from tests.test_lint import run_lint
 
-from {{ cookiecutter.project_slug }}.db.base import NAMING_CONVENTION
-
-from tests.conftest import CreateDatabase, connect
-from tests.migration_toolkit.scratch import ScratchChain, scratch_chain
-from tests.migration_toolkit.test_lint import run_lint
-from tests.old_release import old_release_writer
-
-pytestmark = pytest.mark.slow  # autogenerate, lint and a live writer per case: make test-all
+pytestmark = pytest.mark.slow  # autogenerate, lint and a live writer per case: pytest -m slow
 
 SCHEMA = """
 def upgrade() -> None:
@@ -142,7 +142,7 @@ class Case:
     """What the revision must contain (in the upgrade), each as written."""
     not_written: tuple[str, ...] = ()
     lint_refuses: str | None = None
-    """The rule make lint must refuse the revision with, as written."""
+    """The rule alembic-pgsafe lint must refuse the revision with, as written."""
     author_writes: tuple[tuple[str, str], ...] = ()
     """What the author replaces in the revision before it can be applied."""
     then: str | None = None
@@ -258,7 +258,7 @@ CASES = [
 
 
 def autogenerate(chain: ScratchChain, url: URL, metadata: sa.MetaData, message: str) -> Path:
-    """``make revision`` on ``metadata``: the file written into the chain's versions."""
+    """``alembic revision --autogenerate`` on ``metadata``: the file written in the chain."""
     config = chain.config(url)
     config.attributes["target_metadata"] = metadata
     config.cmd_opts = Namespace(autogenerate=True, x=[])  # what env.py reads from the CLI
@@ -285,11 +285,29 @@ async def scalar(url: URL, query: str) -> object:
         return (await connection.execute(text(query))).scalar()
 
 
+POST_WRITE_HOOKS = f"""
+[post_write_hooks]
+hooks = ruff_format, ruff_check
+ruff_format.type = module
+ruff_format.module = ruff
+ruff_format.options = format REVISION_SCRIPT_FILENAME
+ruff_format.cwd = {PACKAGE_ROOT}
+ruff_check.type = module
+ruff_check.module = ruff
+ruff_check.options = check --fix REVISION_SCRIPT_FILENAME
+ruff_check.cwd = {PACKAGE_ROOT}
+"""
+"""A rendered project's post-write hooks: the revision as its author finds it, formatted and
+fixed by ruff (with the settings of the working directory, here the package's)."""
+
+
 async def scratch_schema(
     create_database: CreateDatabase, directory: Path
 ) -> tuple[URL, ScratchChain]:
     url = create_database()
     chain = scratch_chain(directory, SCHEMA)
+    with chain.alembic_ini.open("a", encoding="utf-8") as ini:
+        ini.write(POST_WRITE_HOOKS)
     await asyncio.to_thread(chain.upgrade, url)
     async with connect(url) as connection:
         for statement in SEED:

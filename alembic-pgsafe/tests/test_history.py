@@ -1,11 +1,12 @@
 """Two branches, one revision each, merged: every command says "two heads" in one line, and
 ``make relink`` (or ``alembic merge heads``) gives one chain that upgrades and downgrades.
 
-Each test works in a git repository of its own holding a copy of the service's alembic.ini and
-migrations/; the revisions are written by ``alembic revision`` with the service's template.
+Each test works in a git repository of its own holding a copy of the fixture project's
+alembic.ini and migrations/ (its five revisions); the revisions are written by ``alembic
+revision`` with the fixture's template.
 """
 
-import shutil
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,30 +16,20 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL
 
-from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
+from tests.conftest import PACKAGE_ROOT, TOOLKIT, CreateDatabase, command_environment, run_alembic
+from tests.project_copy import copy_project
 
-from tests.conftest import CreateDatabase
-from tests.migrations.conftest import alembic_command, run_alembic
-
-pytestmark = pytest.mark.slow  # git repositories, a few dozen alembic runs: make test-all
-TOOLKIT = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.migration_toolkit"]
+pytestmark = pytest.mark.slow  # git repositories, a few dozen alembic runs
 IDENTITY = ("-c", "user.name=Test", "-c", "user.email=test@example.com")
 
 
 class Repository:
-    """A git repository with a copy of the service's migrations, on branch main."""
+    """A git repository with a copy of the fixture project's migrations, on branch main."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        for name in ("alembic.ini", ".squawk.toml"):
-            shutil.copy(PROJECT_ROOT / name, root / name)
-        shutil.copytree(
-            PROJECT_ROOT / "migrations",
-            root / "migrations",
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
+        self.root = copy_project(root)
         self.git("init", "-q", "-b", "main")
-        self.commit("the service")
+        self.commit("the fixture project")
 
     @property
     def ini(self) -> Path:
@@ -69,11 +60,10 @@ class Repository:
     def toolkit(
         self, *args: str, database_url: URL | None = None
     ) -> subprocess.CompletedProcess[str]:
-        _, env = alembic_command(database_url=database_url)
         return subprocess.run(
             [*TOOLKIT, *args, "--config", str(self.ini)],
             cwd=self.root,
-            env=env,
+            env=command_environment(database_url),
             capture_output=True,
             text=True,
             timeout=300,
@@ -216,9 +206,10 @@ def test_alembic_merge_heads_gives_a_clean_revision(
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert f"Found 0 issues in {len(repository.files())} files" in lint.stdout
+    mypy = [sys.executable, "-m", "mypy", "--cache-dir", os.devnull]  # the package's untouched
     typed = subprocess.run(
-        [sys.executable, "-m", "mypy", *repository.root.glob("migrations/versions/*merge*.py")],
-        cwd=PROJECT_ROOT,
+        [*mypy, *repository.root.glob("migrations/versions/*merge*.py")],
+        cwd=PACKAGE_ROOT,  # the package's mypy settings: strict
         capture_output=True,
         text=True,
         check=False,

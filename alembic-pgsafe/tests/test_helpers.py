@@ -6,6 +6,10 @@ from pathlib import Path
 import pytest
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
+from sqlalchemy import URL, Connection, func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
 from alembic_pgsafe.helpers import (
     MigrationSafetyError,
     add_check_constraint,
@@ -15,11 +19,7 @@ from alembic_pgsafe.helpers import (
     refuse_broken_concurrent_builds,
     set_timeouts,
 )
-from sqlalchemy import URL, Connection, func, select, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-from tests.migration_toolkit.scratch import scratch_chain
+from tests.scratch import scratch_chain
 
 
 @pytest.fixture

@@ -1,15 +1,15 @@
-"""make squash: the lessons squashed up to their head and up to a middle revision, each in a
-copy of the project (a git repository of its own), checked on real databases.
+"""alembic-pgsafe squash: the fixture project's five revisions squashed up to their head and up
+to a middle revision, each in a copy of the project (a git repository of its own), checked on
+real databases.
 
 A new database built by the squashed chain dumps as one built by the old chain; a database at
 or past the baseline's revision runs nothing of it; one behind it is refused in one line;
-``make lint``, ``make sql`` and ``alembic check`` pass on the squashed copy.
+``alembic-pgsafe lint``, offline SQL (``--sql``) and ``alembic check`` pass on the squashed copy.
 """
 
 import importlib.util
 import itertools
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -21,6 +21,8 @@ from types import ModuleType
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import URL, text
+
 from alembic_pgsafe.squash import (
     SquashError,
     behind_baseline,
@@ -28,23 +30,23 @@ from alembic_pgsafe.squash import (
     plan_squash,
     squashed_files,
 )
-from sqlalchemy import URL, text
-
-from {{ cookiecutter.project_slug }}.settings import PROJECT_ROOT
-
 from tests.conftest import (
+    PROJECT,
+    TOOLKIT,
     CreateDatabase,
     as_admin,
+    command_environment,
     connect,
     migrate,
     revisions,
+    run_alembic,
     run_blocking,
 )
-from tests.migrations.conftest import TOOLKIT, alembic_command, run_alembic
+from tests.project_copy import copy_project
 
-pytestmark = pytest.mark.slow  # two squashes, the lessons migrated on a dozen databases
-MIDDLE = 11  # 0012, which schedules a backfill that 0013, left after the baseline, requires
-BEHIND = 4  # 0005
+pytestmark = pytest.mark.slow  # two squashes, the history migrated on a dozen databases
+MIDDLE = 2  # 0003, whose trigger fills users.slug, which 0004, left after the baseline, requires
+BEHIND = 1  # 0002
 RUNNING = re.compile(r"Running upgrade (\w*) -> (\w+)")
 
 
@@ -62,24 +64,20 @@ def git(root: Path, *arguments: str) -> str:
 def project_copy(root: Path) -> Path:
     """alembic.ini, the migrations and the linters' settings in ``root``, committed."""
     root.mkdir(parents=True)
-    for name in ("alembic.ini", ".squawk.toml", "pyproject.toml"):
-        shutil.copy2(PROJECT_ROOT / name, root / name)
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(PROJECT_ROOT / "migrations", root / "migrations", ignore=ignore)
+    copy_project(root)
     git(root, "init", "--quiet")
     git(root, "add", "--all")
-    git(root, "commit", "--quiet", "--message", "the lessons")
+    git(root, "commit", "--quiet", "--message", "the fixture project")
     return root
 
 
 def toolkit(
     *arguments: str, database_url: URL | None, cwd: Path
 ) -> subprocess.CompletedProcess[str]:
-    _, env = alembic_command(database_url=database_url)
     return subprocess.run(
-        [sys.executable, "-m", TOOLKIT, *arguments],
+        [*TOOLKIT, *arguments],
         cwd=cwd,
-        env=env,
+        env=command_environment(database_url),
         capture_output=True,
         text=True,
         timeout=300,
@@ -135,7 +133,7 @@ def squash_copy(root: Path, index: int, database_url: URL) -> Squashed:
 
 @pytest.fixture(scope="module")
 def empty_database(create_database: CreateDatabase) -> URL:
-    """DATABASE_URL for make squash: its scratch databases are made on this one's server."""
+    """DATABASE_URL for the squash: its scratch databases are made on this one's server."""
     return create_database()
 
 
@@ -275,7 +273,7 @@ def test_the_squashed_revisions_are_replaced_by_a_baseline_with_the_last_ones_id
     upto = squashed.old_chain.index(squashed.target)
     baseline = squashed.baseline()
     script = ScriptDirectory.from_config(Config(squashed.alembic_ini))
-    script_before = ScriptDirectory.from_config(Config(PROJECT_ROOT / "alembic.ini"))
+    script_before = ScriptDirectory.from_config(Config(PROJECT / "alembic.ini"))
     chain = [rev.revision for rev in reversed(list(script.walk_revisions()))]
     staged = git(squashed.root, "status", "--porcelain").splitlines()
 
@@ -383,7 +381,7 @@ def test_make_lint_make_sql_and_ruff_pass_after_the_squash(squashed: Squashed) -
 
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert sql.returncode == 0, sql.stderr
-    assert "CREATE TABLE public.posts" in sql.stdout
+    assert "CREATE TABLE public.users" in sql.stdout  # the baseline's, as pg_dump wrote it
     assert "-- squawk-ignore ban-alter-identity" in sql.stdout
     assert checked.returncode == 0, checked.stdout
     assert formatted.returncode == 0, formatted.stdout
@@ -410,20 +408,20 @@ def test_squash_refuses_a_revision_not_on_the_chain_or_a_history_that_branches(
     chain = revisions()
     branch = root / "migrations" / "versions" / "0099_a_branch.py"
     branch.write_text(
-        f'"""A second branch."""\n\nrevision = "0099abcdef00"\ndown_revision = "{chain[3]}"\n'
+        f'"""A second branch."""\n\nrevision = "0099abcdef00"\ndown_revision = "{chain[1]}"\n'
         "\n\ndef upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
     )
     arguments = ("--config", str(root / "alembic.ini"))
     url = empty_database
 
     unknown = toolkit("squash", "--to", "nosuch", *arguments, database_url=url, cwd=root)
-    branched = toolkit("squash", "--to", chain[8], *arguments, database_url=url, cwd=root)
+    branched = toolkit("squash", "--to", chain[3], *arguments, database_url=url, cwd=root)
 
     assert unknown.returncode == 1
     assert unknown.stderr.startswith("squash: no revision 'nosuch' to squash up to")
     assert branched.returncode == 1
-    assert branched.stderr.startswith(f"squash: the history up to {chain[8]} is not one line")
-    assert f"0099abcdef00 (0099_a_branch.py) branches off {chain[3]}" in branched.stderr
+    assert branched.stderr.startswith(f"squash: the history up to {chain[3]} is not one line")
+    assert f"0099abcdef00 (0099_a_branch.py) branches off {chain[1]}" in branched.stderr
     for refused in (unknown, branched):
         assert len(refused.stderr.strip().splitlines()) == 1
     assert len(list(branch.parent.glob("*.py"))) == len(chain) + 1  # nothing deleted
@@ -453,7 +451,7 @@ def test_squash_refuses_while_its_own_database_is_behind(
 
 
 def test_plan_squash_names_what_it_cannot_find() -> None:
-    script = ScriptDirectory.from_config(Config(PROJECT_ROOT / "alembic.ini"))
+    script = ScriptDirectory.from_config(Config(PROJECT / "alembic.ini"))
 
     with pytest.raises(SquashError, match="nothing to squash: no revision comes before"):
         plan_squash(script, revisions()[0])
@@ -461,14 +459,14 @@ def test_plan_squash_names_what_it_cannot_find() -> None:
 
 AWKWARD = '''"""Rows, a function and SQL that is awkward to write back into Python.
 
-Revision ID: feedc0de0014
+Revision ID: feedc0de0006
 """
 
 from alembic import op
 
 from alembic_pgsafe import literal_sql
 
-revision = "feedc0de0014"
+revision = "feedc0de0006"
 down_revision = "{parent}"
 
 
@@ -499,7 +497,7 @@ def test_rows_functions_and_sql_awkward_in_python_squash_too(
 ) -> None:
     root = project_copy(tmp_path / "project")
     awkward = AWKWARD.replace("{parent}", revisions()[-1])
-    (root / "migrations" / "versions" / "0014_awkward.py").write_text(awkward)
+    (root / "migrations" / "versions" / "0006_awkward.py").write_text(awkward)
     config = ("--config", str(root / "alembic.ini"))
     old = create_database()
     built_old = run_alembic(
@@ -507,7 +505,7 @@ def test_rows_functions_and_sql_awkward_in_python_squash_too(
     )
     assert built_old.returncode == 0, built_old.stderr
 
-    done = toolkit("squash", "--to", "feedc0de0014", *config, database_url=empty_database, cwd=root)
+    done = toolkit("squash", "--to", "feedc0de0006", *config, database_url=empty_database, cwd=root)
     new = create_database()
     built_new = run_alembic(
         "upgrade", "head", database_url=new, cwd=root, alembic_ini=root / "alembic.ini"

@@ -1,4 +1,5 @@
-"""``make db-roles``: the migrator owns the schema and migrates, the app only reads and writes rows.
+"""``alembic-pgsafe roles``: the migrator owns the schema and migrates, the app only reads and
+writes rows, in the fixture project's database and in what later migrations create.
 
 Roles belong to the whole server, not to a database: each test module names its roles with a
 prefix of its own (``--prefix``) and drops them at the end (``DROP OWNED BY``, ``DROP ROLE``),
@@ -10,7 +11,6 @@ import base64
 import os
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,21 +19,24 @@ from pathlib import Path
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import URL
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from alembic_pgsafe.connect import where
 from alembic_pgsafe.roles import (
     Roles,
     scram_matches,
     scram_sha_256_verifier,
 )
-from sqlalchemy import URL
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from {{ cookiecutter.project_slug }}.main import create_app
-from {{ cookiecutter.project_slug }}.settings import Settings
-
-from tests.api.conftest import serve
-from tests.conftest import CreateDatabase, as_admin, connect, run_blocking
-from tests.migrations.conftest import TOOLKIT, run_alembic, run_backfills
+from tests.conftest import (
+    TOOLKIT,
+    CreateDatabase,
+    as_admin,
+    connect,
+    run_alembic,
+    run_backfills,
+    run_blocking,
+)
 
 MIGRATOR_PASSWORD = f"migrator-{uuid.uuid4().hex}"
 APP_PASSWORD = f"äpp-{uuid.uuid4().hex}"
@@ -69,12 +72,10 @@ WRITABLE = {
         {"note": "written by the app"},
     ),
     "there before the roles": (note_table("legacy_notes"), {"note": "written by the app"}),
-{%- if cookiecutter.starting_schema == "lessons" %}
-    "a lesson's": (
+    "the fixture project's": (
         sa.table("users", sa.column("id"), sa.column("email"), sa.column("full_name")),
         {"email": "app@example.com", "full_name": "Written By The App"},
     ),
-{%- endif %}
 }
 SCHEMA_CHANGES = {
     "CREATE TABLE": "CREATE TABLE app_table (id integer)",
@@ -93,7 +94,7 @@ class Setup:
     """The database, as the server's administrator."""
     roles: Roles
     runs: list[subprocess.CompletedProcess[str]]
-    """Two runs of make db-roles."""
+    """Two runs of alembic-pgsafe roles."""
     upgrade: subprocess.CompletedProcess[str]
     backfills: subprocess.CompletedProcess[str]
 
@@ -106,7 +107,7 @@ class Setup:
 
 
 def db_roles(url: URL, prefix: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """``make db-roles ARGS="--prefix PREFIX"`` with ADMIN_DATABASE_URL set to ``url``."""
+    """``alembic-pgsafe roles --prefix PREFIX`` with ADMIN_DATABASE_URL set to ``url``."""
     variables = {
         key: value
         for key, value in os.environ.items()
@@ -114,7 +115,7 @@ def db_roles(url: URL, prefix: str, cwd: Path, **env: str) -> subprocess.Complet
     }
     variables |= {"ADMIN_DATABASE_URL": url.render_as_string(hide_password=False), **env}
     return subprocess.run(
-        [sys.executable, "-m", TOOLKIT, "roles", "--prefix", prefix],
+        [*TOOLKIT, "roles", "--prefix", prefix],
         cwd=cwd,  # no .env of a developer's
         env=variables,
         capture_output=True,
@@ -387,25 +388,3 @@ async def test_a_grant_postgresql_only_warns_about_fails(setup: Setup, tmp_path:
         " of the database and its objects; nothing was changed"
     ]
     assert roles_left == 1  # the admin's own
-
-
-async def test_the_service_serves_as_the_app_role(setup: Setup) -> None:
-    settings = Settings(
-        database_url=setup.as_role(setup.roles.app).render_as_string(hide_password=False)
-    )
-    app = create_app(settings)
-    paths = {getattr(route, "path", None) for route in app.routes}
-
-    async with serve(app) as client:
-        health = await client.get("/health")
-        if "/users" in paths:  # the example API, when the service has it
-            created = await client.post(
-                "/users", json={"email": "app@example.com", "full_name": "A"}
-            )
-            listed = await client.get("/users")
-            assert created.status_code == 201, created.text
-            assert listed.status_code == 200, listed.text
-            assert created.json() in listed.json()
-
-    assert health.status_code == 200, health.text
-    assert health.json()["status"] == "ok"

@@ -2,8 +2,8 @@
 
 Deploy lock, lock timeouts with retries, concurrent index builds that fail and heal, sessions
 idle in a transaction, timeouts in offline SQL. The revisions are a scratch chain of the
-test's own (tests/scratch.py), run through the project's env.py, so the proofs hold whatever
-the project's own migrations are. No timing is asserted, only outcomes.
+test's own (tests/scratch.py), run through the fixture project's env.py, so the proofs hold
+whatever a project's own migrations are. No timing is asserted, only outcomes.
 """
 
 import asyncio
@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL, text
 
-from tests.conftest import connect
-from tests.migration_toolkit.scratch import ScratchChain, scratch_chain
-from tests.migrations.conftest import run_alembic
+from tests.conftest import connect, run_alembic
+from tests.scratch import ScratchChain, scratch_chain
 
-pytestmark = pytest.mark.slow  # races, lock waits and failed builds: make test-all
+pytestmark = pytest.mark.slow  # races, lock waits and failed builds: pytest -m slow
 
 TABLES, LABEL, UNIQUE_CODE, OWNER = 0, 1, 2, 3  # places in the chain
 CHAIN = [

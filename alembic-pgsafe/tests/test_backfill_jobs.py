@@ -1,4 +1,5 @@
-"""Post-deploy backfills: scheduled by a migration, run by `make backfill`, required later."""
+"""Post-deploy backfills: scheduled by a migration, run by `alembic-pgsafe backfill run` (a
+render's `make backfill`), required later."""
 
 import asyncio
 import os
@@ -13,18 +14,23 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pglast import split
+from sqlalchemy import URL
+
 from alembic_pgsafe.backfill_jobs import (
     JOBS_TABLE,
     jobs,
     status_lines,
 )
 from alembic_pgsafe.helpers import MigrationSafetyError
-from pglast import split
-from sqlalchemy import URL
-
-from tests.conftest import connect, run_scheduled_backfills
-from tests.migration_toolkit.scratch import ScratchChain, scratch_chain
-from tests.migrations.conftest import backfill_command, run_backfills
+from tests.conftest import (
+    PROJECT,
+    backfill_command,
+    connect,
+    run_backfills,
+    run_scheduled_backfills,
+)
+from tests.scratch import ScratchChain, scratch_chain
 
 JOB = "jobs_items.doubled"
 TABLE = """
@@ -202,7 +208,7 @@ def test_messages_name_the_command_that_works_where_they_are_printed(
     env = {key: value for key, value in os.environ.items() if key != "SERVICE_RUNTIME"}
     if runtime is not None:
         env["SERVICE_RUNTIME"] = runtime
-    module = "{{ cookiecutter.project_slug }}.migration_toolkit.backfill_jobs"
+    module = "alembic_pgsafe.backfill_jobs"
     show = f"from {module} import RUN_COMMAND, STATUS_COMMAND as S; print(RUN_COMMAND, S, sep=', ')"
 
     said = subprocess.run(
@@ -285,7 +291,7 @@ def start_runner(url: URL) -> subprocess.Popen[str]:
     command, env = backfill_command("run", database_url=url)
     env |= {"MIGRATION_BATCH_SIZE": str(BATCH), "MIGRATION_LOCK_TIMEOUT": "2min"}
     return subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
 
 

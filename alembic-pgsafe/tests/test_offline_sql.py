@@ -1,6 +1,7 @@
 """Offline SQL a DBA can run: the batched backfill, run as plain SQL, equals the online run;
-the whole chain, run by psql on a new database, reaches head; a scheduled backfill stops the
-script only where a row needs it."""
+a whole chain (the fixture project's, then a scheduled backfill and its requirement), run by
+psql on a new database, reaches head; a scheduled backfill stops the script only where a row
+needs it."""
 
 import asyncio
 import contextlib
@@ -15,17 +16,17 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from pglast import split
+from sqlalchemy import URL, text
+
 from alembic_pgsafe.backfill_jobs import (
     JOBS_TABLE,
     PROBE_TIMEOUT,
     RUN_COMMAND,
     jobs,
 )
-from pglast import split
-from sqlalchemy import URL, text
-
-from tests.conftest import alembic_config, connect, revisions, run_scheduled_backfills
-from tests.migration_toolkit.scratch import ScratchChain, scratch_chain
+from tests.conftest import PROJECT, connect, revisions, run_scheduled_backfills
+from tests.scratch import ScratchChain, scratch_chain
 from tests.servers import BIN
 
 NAMES = ["Ada Lovelace", "!!!", "Ünïcode Ñame", "  Alan  Turing ", "O'Brien: the 2nd"]
@@ -231,18 +232,41 @@ def job_states(url: URL) -> dict[str, str]:
     return {str(name): str(state) for name, state in rows}
 
 
+def project_then_scheduled(directory: Path) -> ScratchChain:
+    """The fixture project's history (a batched backfill, fill_on_insert, a concurrent unique
+    index, NOT NULL, a foreign key), then the scheduled backfill and its requirement: a whole
+    chain as a project has one, with a backfill scheduled for after the deploy."""
+    chain = scratch_chain(directory, *SCHEDULED)
+    versions = directory / "versions"
+    first = versions / "0001_scratch.py"
+    first.write_text(
+        first.read_text(encoding="utf-8").replace(
+            "down_revision = None", f"down_revision = {revisions()[-1]!r}", 1
+        ),
+        encoding="utf-8",
+    )
+    for revision in sorted((PROJECT / "migrations" / "versions").glob("*.py")):
+        (versions / f"project_{revision.name}").write_text(
+            revision.read_text(encoding="utf-8"), encoding="utf-8"
+        )
+    return chain
+
+
 def test_the_whole_chain_offline_reaches_head_on_a_new_database_in_one_run(
     create_database: Callable[[], URL], tmp_path: Path
 ) -> None:
     url = create_database()
-    script = offline_sql("head", alembic_config())
+    chain = project_then_scheduled(tmp_path)
+    assert revisions(chain.alembic_ini) == revisions() + chain.revisions
+    script = offline_sql("head", chain.config())
     scheduled = re.findall(r"^-- Backfill '(.+)' is scheduled, not run", script, re.MULTILINE)
+    assert scheduled == [JOB]  # the proof below is about a scheduled backfill
 
     applied = psql(url, script, tmp_path)
 
     assert applied.returncode == 0, applied.stderr
-    assert version(url) == revisions()[-1]
-    states = job_states(url)  # a squashed baseline inserts its jobs as they were: finished
+    assert version(url) == revisions(chain.alembic_ini)[-1]
+    states = job_states(url)  # on a new database, no row needs the job: recorded finished
     assert set(scheduled) <= set(states)
     assert set(states.values()) <= {"finished"}  # nothing left to fill
 

@@ -37,6 +37,12 @@ BEFORE_THE_MOVE = {
         " jobs schedule_backfill unschedule_backfill require_backfill_finished run_job run_jobs"
         " WHEN status_lines main",
     ),
+    "db.connect": (
+        "connect",
+        "SSLMODES Cause POOLER_DETECTED to_asyncpg_url DatabaseTarget database_target"
+        " create_engine where ConnectionFailure describe_failure show_traceback failure_line"
+        " through_transaction_pooler",
+    ),
     "migration_toolkit": (
         "",
         "MigrationSafetyError acknowledge_lint add_check_constraint add_enum_value"
@@ -50,7 +56,7 @@ BEFORE_THE_MOVE = {
 }
 # The toolkit's own modules in the service moved too, with the same names as the db.* ones.
 for _old, (_module, _names) in list(BEFORE_THE_MOVE.items()):
-    if _module:
+    if _module and _module != "connect":
         BEFORE_THE_MOVE[f"migration_toolkit.{_module}"] = (_module, _names)
 
 

@@ -1,23 +1,22 @@
-"""make trace: probes whose locks, hold times and rewrites are known, and its exit codes."""
+"""alembic-pgsafe trace: probes whose locks, hold times and rewrites are known; its exit codes."""
 
 import asyncio
 import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import URL, text
+
 from alembic_pgsafe.trace import (
     DEFAULT_MAX_LOCK_MS,
     Line,
     Trace,
     trace_revisions,
 )
-from sqlalchemy import URL, text
+from tests.conftest import PROJECT, TOOLKIT, CreateDatabase, command_environment, connect
+from tests.scratch import ScratchChain, scratch_chain
 
-from tests.conftest import CreateDatabase, connect
-from tests.migration_toolkit.scratch import ScratchChain, scratch_chain
-from tests.migrations.conftest import TOOLKIT, alembic_command
-
-pytestmark = pytest.mark.slow  # a scratch database per trace: make test-all
+pytestmark = pytest.mark.slow  # a scratch database per trace
 
 ITEMS = """
 def upgrade() -> None:
@@ -123,11 +122,10 @@ def test_integer_to_bigint_rewrites_the_table(
 
 
 def run_trace(chain: ScratchChain, url: URL, *args: str) -> subprocess.CompletedProcess[str]:
-    alembic, env = alembic_command(database_url=url)
-    command = [alembic[0], "-m", TOOLKIT, "trace"]
     return subprocess.run(
-        [*command, "--alembic-ini", str(chain.alembic_ini), "--rows", "1000", *args],
-        env=env,
+        [*TOOLKIT, "trace", "--alembic-ini", str(chain.alembic_ini), "--rows", "1000", *args],
+        cwd=PROJECT,
+        env=command_environment(url),
         capture_output=True,
         text=True,
         timeout=600,

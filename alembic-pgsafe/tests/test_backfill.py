@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import URL, Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
 from alembic_pgsafe.backfill import (
     KeysetBackfill,
     ParallelKeysetBackfill,
     Progress,
     key_slices,
 )
-from sqlalchemy import URL, Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-from tests.migration_toolkit.scratch import scratch_chain
+from tests.scratch import scratch_chain
 from tests.servers import own_server
 
 ROWS = 3000
@@ -160,7 +160,7 @@ async def test_progress_reports_rows_rate_and_eta() -> None:
     assert line.endswith("next batch 25")
 
 
-@pytest.mark.slow  # kill -9, three times: make test-all
+@pytest.mark.slow  # kill -9, three times: pytest -m slow
 @pytest.mark.parametrize(
     ("workers", "budget"), [(1, "none"), (1, "2"), (2, "none"), (3, "none")], ids=str
 )
@@ -328,7 +328,7 @@ async def own_engine() -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-@pytest.mark.slow  # seconds of pauses, by design: make test-all
+@pytest.mark.slow  # seconds of pauses, by design: pytest -m slow
 async def test_the_wal_budget_holds_the_backfill_to_its_rate(
     own_engine: AsyncEngine, tmp_path: Path
 ) -> None:
@@ -416,7 +416,7 @@ async def next_line_with(process: asyncio.subprocess.Process, text: str, seen: l
             return line
 
 
-@pytest.mark.slow  # a load on a server of its own, for seconds: make test-all
+@pytest.mark.slow  # a load on a server of its own, for seconds: pytest -m slow
 async def test_the_latency_budget_slows_under_load_and_speeds_up_after_it(
     own_engine: AsyncEngine, tmp_path: Path
 ) -> None:
