@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 DEMO := build/my_service
 PACKAGE := alembic-pgsafe
 
-.PHONY: demo test test-package package lock clean
+.PHONY: demo test test-package package package-version lock clean
 
 $(VENV)/installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ package: $(VENV)/installed  ## build the migration toolkit's wheel into the temp
 	rm -f '{{cookiecutter.project_slug}}'/wheels/alembic_pgsafe-*.whl
 	$(BIN)/uv build -q --wheel -o '{{cookiecutter.project_slug}}/wheels' $(PACKAGE)
 	rm -f '{{cookiecutter.project_slug}}/wheels/.gitignore'  # uv's, which would hide the wheel from git
+
+package-version: $(VENV)/installed  ## a new toolkit version that renders pin: make package-version VERSION=0.2.0 (then its CHANGELOG, make test)
+	@echo '$(VERSION)' | grep -Eqx '[0-9]+\.[0-9]+\.[0-9]+' || { echo 'usage: make package-version VERSION=X.Y.Z' >&2; exit 2; }
+	old=$$(sed -n 's/^version = "\(.*\)"$$/\1/p' $(PACKAGE)/pyproject.toml); \
+	sed -i "s/^version = \"$$old\"$$/version = \"$(VERSION)\"/" $(PACKAGE)/pyproject.toml && \
+	sed -i "s/\"alembic-pgsafe==$$old\"/\"alembic-pgsafe==$(VERSION)\"/; s/alembic_pgsafe-$$old-py3/alembic_pgsafe-$(VERSION)-py3/" \
+		'{{cookiecutter.project_slug}}/pyproject.toml'
+	cd $(PACKAGE) && $(BIN)/uv lock -q
+	$(MAKE) package lock
 
 lock: $(VENV)/installed  ## re-solve the rendered projects' uv.lock (after make package); UPGRADE=1: to the newest allowed versions; then make test
 	rm -rf build/lock

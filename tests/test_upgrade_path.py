@@ -424,25 +424,19 @@ def next_patch(version: str) -> str:
 def release(template: Path, version: str, env: dict[str, str]) -> None:
     """The release step of alembic-pgsafe ``version`` in the template, and nothing more.
 
-    A release must change: the package's version (its pyproject.toml) and its CHANGELOG (a
-    section tests/test_package.py looks for), the package's own uv.lock (it records the
-    project's version; ``make test-package`` runs ``--locked``), the render's pin and its
-    ``[tool.uv.sources]`` path (the wheel's file name carries the version), then ``make
-    package`` (the wheel in wheels/, the old one removed) and ``make lock`` (the render's
-    uv.lock). The template's CHANGELOG says what services get. The change itself, here: a
-    public constant.
+    A release changes the package's CHANGELOG (a section tests/test_package.py looks for) and
+    runs ``make package-version``: the package's version, its own uv.lock (``make
+    test-package`` runs ``--locked``), the render's pin and its ``[tool.uv.sources]`` path (the
+    wheel's file name carries the version), the wheel in wheels/ (the old one removed) and the
+    render's uv.lock. The template's CHANGELOG says what services get. The change itself, here:
+    a public constant.
     """
     old = package_version(template)
-    package, render = template / PACKAGE, template / PROJECT
-    edit(package / "pyproject.toml", f'\nversion = "{old}"\n', f'\nversion = "{version}"\n')
+    package = template / PACKAGE
     note = f"- `{FLEET_CONSTANT}`: the release a fleet of services takes by a version bump.\n"
     edit(package / "CHANGELOG.md", f"\n## {old}\n", f"\n## {version}\n\n{note}\n## {old}\n")
     with (package / "src" / "alembic_pgsafe" / "__init__.py").open("a", encoding="utf-8") as file:
         file.write(f'\n{FLEET_CONSTANT} = "{version}"\n__all__ += ["{FLEET_CONSTANT}"]\n')
-    edit(render / "pyproject.toml", f'"{PACKAGE}=={old}",', f'"{PACKAGE}=={version}",')
-    edit(
-        render / "pyproject.toml", f'"wheels/{wheel_name(old)}"', f'"wheels/{wheel_name(version)}"'
-    )
     changelog = template / "CHANGELOG.md"
     entry = (
         f"### alembic-pgsafe {version}\n- `{FLEET_CONSTANT}`: see alembic-pgsafe's CHANGELOG.\n\n"
@@ -452,10 +446,20 @@ def release(template: Path, version: str, env: dict[str, str]) -> None:
         text = text.replace("\n## ", "\n## Unreleased\n\n## ", 1)
     changelog.write_text(text.replace("\n## Unreleased\n\n", f"\n## Unreleased\n\n{entry}", 1))
 
-    run_in(package, env, "uv", "lock", "--quiet")
-    # The template's own targets, with the tools of this test run (-o: no venv of its own).
+    # The template's own target (version, pin, wheel, both locks), with the tools of this test
+    # run (-o: no venv of its own).
     tools = f"BIN={Path(sys.executable).parent}"
-    run_in(template, env, "make", "-o", ".venv/installed", tools, "package", "lock")
+    run_in(
+        template,
+        env,
+        "make",
+        "-o",
+        ".venv/installed",
+        tools,
+        "package-version",
+        f"VERSION={version}",
+    )
+    assert package_version(template) == version
 
 
 def run_in(cwd: Path, env: dict[str, str], *command: str) -> None:

@@ -2,6 +2,8 @@
 ``[tool.alembic-pgsafe]`` table: a team sets a value once, a machine or a run overrides it."""
 
 import os
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,16 @@ def test_what_teams_changed_in_toolkit_code_is_a_setting(
     assert limits.deploy_lock_name == "orders:deploys"
     monkeypatch.setenv("MIGRATION_TRACE_ROWS", "42")
     assert MigrationSettings().trace_rows == 42
+
+
+def test_the_readme_s_settings_are_the_settings(project: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    [table] = re.findall(r"```toml\n(.*?)```", section, re.DOTALL)
+    documented = tomllib.loads(table)["tool"]["alembic-pgsafe"]
+    (project / "pyproject.toml").write_text(table, encoding="utf-8")
+
+    limits = MigrationSettings()
+
+    assert set(documented) <= set(MigrationSettings.model_fields)
+    assert {name: getattr(limits, name) for name in documented} == documented

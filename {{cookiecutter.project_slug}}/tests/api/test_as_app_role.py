@@ -4,7 +4,8 @@ writes rows, and needs nothing more.
 
 The roles' own proofs (privileges, SCRAM verifiers, a second run, failures, default privileges
 for later tables) are alembic-pgsafe's. Roles belong to the whole server, not to a database:
-this module names its roles with a prefix of its own and drops them at the end.
+this module names its roles with a prefix of its own and drops them at the end. Its setup runs
+three command lines (roles, upgrade, backfills): slow, run by make test-all.
 """
 
 import os
@@ -26,6 +27,8 @@ from {{ cookiecutter.project_slug }}.settings import Settings
 from tests.api.conftest import serve
 from tests.conftest import CreateDatabase, as_admin, connect, run_blocking
 from tests.migrations.conftest import run_alembic, run_backfills
+
+pytestmark = pytest.mark.slow
 
 ALEMBIC_PGSAFE = Path(sysconfig.get_path("scripts")) / "alembic-pgsafe"
 """The command line the package installs in this environment, as ``make db-roles`` runs it."""
