@@ -140,7 +140,7 @@ def test_upgrade_schedules_require_refuses_until_the_backfill_ran(
         chain.upgrade(url)
     assert str(refused.value).startswith(
         f"backfill '{JOB}' is not finished (pending, not started). This revision relies on its"
-        " data: run 'make backfill' against this database"
+        " data: run 'alembic-pgsafe backfill run' against this database"
     )
     assert sql(url, "SELECT version_num FROM alembic_version")[0][0] == schedule
 
@@ -194,25 +194,46 @@ def test_command_line_without_jobs_and_with_an_unknown_name(
     assert "no backfill was ever scheduled in this database" in unknown.stdout
 
 
+COMMAND_LINES = "alembic-pgsafe backfill run, alembic-pgsafe backfill status"
+
+
 @pytest.mark.parametrize(
-    ("runtime", "named"),
+    ("runtime", "project", "named"),
     [
-        (None, "make backfill, make backfill-status"),
-        ("image", "docker run <image> backfill, docker run <image> backfill-status"),
+        (None, "", "alembic-pgsafe backfill run, alembic-pgsafe backfill status"),
+        (None, "Makefile", "make backfill, make backfill-status"),
+        (
+            None,
+            "Makefile, commands = cli",
+            "alembic-pgsafe backfill run, alembic-pgsafe backfill status",
+        ),
+        ("image", "Makefile", "docker run <image> backfill, docker run <image> backfill-status"),
     ],
 )
 def test_messages_name_the_command_that_works_where_they_are_printed(
-    runtime: str | None, named: str
+    runtime: str | None, project: str, named: str, tmp_path: Path
 ) -> None:
-    # The image has no make: its Dockerfile sets SERVICE_RUNTIME=image.
+    """A plain Alembic project gets the command lines; one with a Makefile (a template's
+    render), its targets, unless the ``commands`` setting says otherwise; the image (its
+    Dockerfile sets SERVICE_RUNTIME=image), its own commands."""
     env = {key: value for key, value in os.environ.items() if key != "SERVICE_RUNTIME"}
     if runtime is not None:
         env["SERVICE_RUNTIME"] = runtime
+    if "Makefile" in project:
+        (tmp_path / "Makefile").write_text("backfill:\n\techo\n", encoding="utf-8")
+    if "commands = cli" in project:
+        table = '[tool.alembic-pgsafe]\ncommands = "cli"\n'
+        (tmp_path / "pyproject.toml").write_text(table, encoding="utf-8")
     module = "alembic_pgsafe.backfill_jobs"
     show = f"from {module} import RUN_COMMAND, STATUS_COMMAND as S; print(RUN_COMMAND, S, sep=', ')"
 
     said = subprocess.run(
-        [sys.executable, "-c", show], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", show],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
     assert said.strip() == named
@@ -367,7 +388,7 @@ def test_a_killed_runner_resumes_from_its_stored_key(scheduled: URL) -> None:
     status = run_backfills("status", database_url=url)
     assert status.stdout == (
         f"{JOB}: interrupted after 1500/{ROWS} rows (50.0%) (its runner is gone);"
-        " 'make backfill' resumes it after key 1500\n"
+        " 'alembic-pgsafe backfill run' resumes it after key 1500\n"
     )
 
     resumed = start_runner(url)

@@ -94,7 +94,7 @@ def two_heads(root: Path) -> tuple[Repository, str, str, str]:
 def assert_one_line_about_heads(output: str, *heads: str) -> None:
     lines = [line for line in output.splitlines() if "heads in the migration history" in line]
     assert len(lines) == 1, output
-    assert "make relink" in lines[0], output
+    assert "alembic-pgsafe relink" in lines[0], output
     for head in heads:
         assert head in lines[0], output
     assert "Traceback" not in output, output
@@ -161,7 +161,7 @@ def test_a_branch_not_merged_with_main_is_not_on_top(tmp_path: Path) -> None:
 
     assert check.returncode == 1
     assert f"not on top of main's head {theirs}" in check.stderr
-    assert "make relink" in check.stderr
+    assert "alembic-pgsafe relink" in check.stderr
 
 
 def test_relink_refuses_a_database_with_the_branch_applied(
@@ -177,8 +177,8 @@ def test_relink_refuses_a_database_with_the_branch_applied(
 
     assert refused.returncode == 1
     assert f"has applied {ours}" in refused.stderr
-    assert f"'make downgrade to={parent}'" in refused.stderr
-    assert "'make migrate'" in refused.stderr
+    assert f"'alembic downgrade {parent}'" in refused.stderr
+    assert "'alembic upgrade head'" in refused.stderr
     assert repository.git("status", "--porcelain") == committed  # nothing changed
     # Done as told: downgrade, relink, migrate: both revisions applied, in the new order.
     down = repository.alembic("downgrade", parent, database_url=url)

@@ -176,7 +176,7 @@ def test_make_backfill_stops_resumably_while_the_replica_stays_behind(
     left = pending(replica, items)
     assert 0 < left < ROWS  # what was filled stays filled
     assert status.stdout.startswith(f"items.w: stopped after {ROWS - left}/{ROWS} rows")
-    assert status.stdout.rstrip().endswith("'make backfill' resumes it")
+    assert status.stdout.rstrip().endswith("'alembic-pgsafe backfill run' resumes it")
     replica.standby.psql("SELECT pg_wal_replay_resume()")
     replica.wait_until_caught_up()
 

@@ -355,7 +355,7 @@ def test_a_database_behind_the_baseline_is_refused_in_one_line(
     assert refused.returncode == 1
     assert last.startswith(f"FAILED: This database is at {squashed.old_chain[BEHIND]}, a revision")
     assert f"the baseline {squashed.target} (" in last
-    assert f"git checkout {squash_commit}^ && make migrate && git checkout -" in last
+    assert f"git checkout {squash_commit}^ && alembic upgrade head && git checkout -" in last
     assert "Can't locate revision" not in refused.stderr
     assert version(behind) == [squashed.old_chain[BEHIND]]
 
@@ -446,7 +446,7 @@ def test_squash_refuses_while_its_own_database_is_behind(
 
     assert refused.returncode == 1
     assert f"is at {revisions()[BEHIND]}, below {target}" in refused.stderr
-    assert "Migrate it first ('make migrate'); nothing was changed" in refused.stderr
+    assert "Migrate it first ('alembic upgrade head'); nothing was changed" in refused.stderr
     assert git(root, "status", "--porcelain") == ""
 
 

@@ -28,13 +28,12 @@ from alembic_pgsafe.connect import create_engine
 from alembic_pgsafe.helpers import (
     MigrationSafetyError,
     acknowledge_lint,
-    command_name,
     compiled_sql,
     literal_sql,
     migration_settings,
     timeouts,
 )
-from alembic_pgsafe.settings import MigrationSettings, size_bytes
+from alembic_pgsafe.settings import MigrationSettings, command_name, size_bytes
 
 __all__ = [
     "GENTLE_BATCH_SIZE",

@@ -4,7 +4,7 @@ Problem: a backfill inside ``alembic upgrade head`` holds the deploy for as long
 (at ~450k rows/s, over half an hour for a billion rows), and a deploy is the worst moment for
 a long job. :func:`schedule_backfill` records the job in ``migration_backfill_jobs`` (a table
 the toolkit owns, outside the models and autogenerate) and returns at once. After the deploy,
-``make backfill`` (``python -m <package>.migration_toolkit backfill run``) runs every
+``alembic-pgsafe backfill run`` (``make backfill`` in a template's render) runs every
 unfinished job with the same keyset batches, batch timeout and replica throttle as a backfill
 in a migration, storing the last key after each batch: a killed runner's successor resumes
 there. One runner per job at a time (a session advisory lock): a second one skips the job. A
@@ -45,14 +45,13 @@ from alembic_pgsafe.connect import (
 from alembic_pgsafe.helpers import (
     MigrationSafetyError,
     acknowledge_lint,
-    command_name,
     compiled_sql,
     deploy_lock_key,
     literal_sql,
     migration_settings,
     set_timeouts,
 )
-from alembic_pgsafe.settings import DatabaseSettings, MigrationSettings, get_settings
+from alembic_pgsafe.settings import DatabaseSettings, MigrationSettings, command_name, get_settings
 
 __all__ = [
     "APPLICATION_NAME",

@@ -238,8 +238,11 @@ def describe_failure(exc: BaseException) -> ConnectionFailure | None:
                     " add ?sslmode=require (or verify-full) to the URL",
                 )
             if "does not exist" in message:
+                from alembic_pgsafe.settings import command_name  # settings import this module
+
+                roles = command_name("db-roles")
                 return ConnectionFailure(
-                    "authentication", f"{message}: create the role ('make db-roles') or fix the URL"
+                    "authentication", f"{message}: create the role ('{roles}') or fix the URL"
                 )
             return ConnectionFailure(
                 "authentication", f"{message}: check the user and the server's pg_hba.conf"

@@ -56,10 +56,11 @@ from alembic_pgsafe.connect import (
 from alembic_pgsafe.helpers import deploy_lock, deploy_lock_key, reset_session, set_timeouts
 from alembic_pgsafe.history import heads_message
 from alembic_pgsafe.settings import (
+    DEFAULT_CONNECT_TIMEOUT,
     PROJECT_ROOT,
+    DatabaseSettings,
     MigrationSettings,
     SettingsError,
-    get_settings,
     project_prefix,
 )
 from alembic_pgsafe.squash import behind_baseline
@@ -269,18 +270,24 @@ def _ini_url() -> str | None:
 def _migrations_engine() -> AsyncEngine:
     """An engine on MIGRATIONS_DATABASE_URL, else DATABASE_URL, else the ini's URL."""
     try:
-        settings = get_settings()
-        url, timeout = settings.alembic_database_url, settings.database_connect_timeout
-    except SettingsError as exc:
-        if (ini_url := _ini_url()) is None or "DATABASE_URL: Field required" not in str(exc):
-            msg = (
-                f"{exc}. Set DATABASE_URL (or MIGRATIONS_DATABASE_URL) to a PostgreSQL URL to"
-                " run migrations online, or pass --sql to render them offline."
-            )
-            raise SystemExit(msg) from None
-        url, timeout = ini_url, 5.0
+        settings = DatabaseSettings()
+    except ValidationError as exc:
+        only_missing = all(error["type"] == "missing" for error in exc.errors())
+        if (ini_url := _ini_url()) is not None and only_missing:
+            return _engine(ini_url, timeout=DEFAULT_CONNECT_TIMEOUT)
+        msg = (
+            f"{SettingsError.from_validation(exc)}. Set DATABASE_URL (or MIGRATIONS_DATABASE_URL)"
+            " to a PostgreSQL URL to run migrations online, or pass --sql to render them offline."
+        )
+        raise SystemExit(msg) from None
+    try:
+        url = settings.alembic_database_url
     except ValueError as exc:  # through a transaction pooler: refused, with what to set
         raise SystemExit(str(exc)) from None
+    return _engine(url, timeout=settings.database_connect_timeout)
+
+
+def _engine(url: str, *, timeout: float) -> AsyncEngine:
     try:
         return create_engine(url, timeout=timeout, poolclass=pool.NullPool)
     except ValueError as exc:  # not a PostgreSQL URL: said without quoting it

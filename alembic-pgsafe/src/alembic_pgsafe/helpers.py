@@ -12,7 +12,6 @@ half-way is fixed by running it again.
 
 import hashlib
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -91,15 +90,6 @@ class MigrationSafetyError(CommandError):
     A CommandError, so the alembic command line prints it as one ``FAILED: ...`` line instead
     of a traceback.
     """
-
-
-def command_name(target: str) -> str:
-    """How a person runs ``target`` where the message is printed: ``make backfill`` in a
-    checkout; in the container image, which has no make, its own command of the same name
-    (the Dockerfile sets SERVICE_RUNTIME=image)."""
-    if os.environ.get("SERVICE_RUNTIME") == "image":
-        return f"docker run <image> {target}"
-    return f"make {target}"
 
 
 # --- settings and timeouts ---------------------------------------------------------------------

@@ -2,7 +2,7 @@
 branch's revisions put back on top of the base branch's head in one command.
 
     python -m <package>.migration_toolkit heads [--base BRANCH]   # one head (on BRANCH's)?
-    python -m <package>.migration_toolkit relink [--base BRANCH]  # make relink
+    alembic-pgsafe relink [--base BRANCH]  # make relink in a template's render
 
 Two engineers branch from main and each add a revision on the same parent; once both are
 merged, the chain has two heads and ``alembic upgrade head`` cannot choose. ``make relink``,
@@ -32,7 +32,7 @@ from pathlib import Path
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
-from alembic_pgsafe.settings import PROJECT_ROOT
+from alembic_pgsafe.settings import PROJECT_ROOT, command_name
 
 __all__ = [
     "BranchError",
@@ -42,8 +42,6 @@ __all__ = [
     "main",
     "new_revision_files",
 ]
-
-RELINK = "make relink"
 
 
 class BranchError(RuntimeError):
@@ -70,9 +68,9 @@ def heads_message(script: ScriptDirectory, root: Path = PROJECT_ROOT) -> str | N
     named = ", ".join(f"{head} ({_file(script.get_revision(head), root)})" for head in heads)
     return (
         f"{len(heads)} heads in the migration history: {named}. Two branches each added a"
-        f" revision on the same parent: run '{RELINK}' on the branch that merged last to put its"
-        " revisions on top of the other head (or 'alembic merge heads'; MIGRATIONS.md, 'Two"
-        " heads')."
+        f" revision on the same parent: run '{command_name('relink')}' on the branch that merged"
+        " last to put its revisions on top of the other head (or 'alembic merge heads';"
+        " MIGRATIONS.md, 'Two heads')."
     )
 
 
@@ -189,7 +187,8 @@ def on_top_message(script: ScriptDirectory, base: str, root: Path) -> str | None
         return None
     return (
         f"this branch's revisions are not on top of {base}'s head {', '.join(behind)}:"
-        f" merge it ('git merge {base}'), then run '{RELINK}' (BASE={base}) and commit."
+        f" merge it ('git merge {base}'), then run '{command_name('relink')}' (BASE={base}) and"
+        " commit."
     )
 
 
@@ -342,8 +341,9 @@ def relink(
             )
             msg = (
                 f"the database at {where_} has applied {shown} on top of {old_parent}, where it"
-                f" will no longer be: first 'make downgrade to={old_parent}', then 'make relink'"
-                " again, then 'make migrate'. Nothing was changed."
+                f" will no longer be: first '{command_name('downgrade', to=old_parent)}', then"
+                f" '{command_name('relink')}' again, then '{command_name('migrate')}'. Nothing"
+                " was changed."
             )
             raise BranchError(msg)
     _rewrite_parent(Path(str(first.path)), old_parent, other)
@@ -402,5 +402,6 @@ def main(argv: Sequence[str]) -> int:
     print(f"relink: {moved} now revises {done.new_parent} (was {done.old_parent})")
     for old, new in done.renamed:
         print(f"relink: renamed {old} -> {new}, so the files sort in chain order")
-    print("relink: one head again; run 'make migrate', then commit the changed files")
+    migrate = command_name("migrate")
+    print(f"relink: one head again; run '{migrate}', then commit the changed files")
     return 0

@@ -57,7 +57,6 @@ __all__ = [
     "Fix",
     "fix_for",
     "lint",
-    "main",
     "rewrites_on_type_change",
     "squawk_binary",
 ]
@@ -1058,10 +1057,3 @@ def _render_failure(where: str, rendered: Rendered) -> Finding:
     return Finding(
         where, rendered.direction, "cannot-render", message, "", fix_for("cannot-render")
     )
-
-
-def main(argv: Sequence[str]) -> int:
-    """``alembic-pgsafe lint``: the command line lives in :mod:`alembic_pgsafe.lint_cli`."""
-    from alembic_pgsafe.lint_cli import main as command_line
-
-    return command_line(argv)

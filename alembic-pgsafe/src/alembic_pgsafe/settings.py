@@ -10,6 +10,7 @@
 No database URL is needed for offline SQL (``alembic upgrade --sql``) or lint: only the limits.
 """
 
+import os
 import re
 import tomllib
 from functools import lru_cache
@@ -34,11 +35,13 @@ from pydantic_settings import (
 from alembic_pgsafe.connect import to_asyncpg_url
 
 __all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
     "PROJECT_ROOT",
     "PYPROJECT_TABLE",
     "DatabaseSettings",
     "MigrationSettings",
     "SettingsError",
+    "command_name",
     "get_settings",
     "project_prefix",
     "read_secret",
@@ -49,6 +52,8 @@ PROJECT_ROOT = Path.cwd()
 """Where commands look for ``alembic.ini``, ``pyproject.toml`` and ``.env``: the directory
 they run in, as for ``alembic`` itself."""
 PYPROJECT_TABLE = ("tool", "alembic-pgsafe")
+DEFAULT_CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for a connection when DATABASE_CONNECT_TIMEOUT says nothing."""
 _DURATION = re.compile(r"\d+(\.\d+)?\s*(us|ms|s|min|h|d)?")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(bytes|B|kB|MB|GB|TB)?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "bytes": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
@@ -113,7 +118,7 @@ class DatabaseSettings(BaseSettings):
     database_pooler: Literal["none", "pgbouncer"] = "none"
     """``pgbouncer``: database_url goes through a pooler in transaction mode, so the app keeps
     no prepared statements across transactions, and Alembic needs migrations_database_url."""
-    database_connect_timeout: float = Field(default=5.0, gt=0)
+    database_connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0)
     """Seconds to wait for a connection, for the app, migrations and the toolkit's commands."""
     alembic_ini: Path = PROJECT_ROOT / "alembic.ini"
 
@@ -267,6 +272,11 @@ class MigrationSettings(BaseSettings):
     )
     """A lock that blocks writes, held longer than this on a table with rows, fails a trace
     (TRACE_MAX_LOCK_MS or MIGRATION_TRACE_MAX_LOCK_MS)."""
+    commands: Literal["auto", "make", "cli"] = "auto"
+    """How messages name a command a person runs next: ``make backfill`` (``make``),
+    ``alembic-pgsafe backfill run`` (``cli``), or ``auto``: make where a Makefile sits in the
+    working directory, else the command line (``docker run <image> backfill`` in an image
+    whose SERVICE_RUNTIME is ``image``, whatever this says)."""
     squash_removes: list[str] = Field(default_factory=list)
     """Files (from alembic.ini's folder) that replay revisions by their places in the chain,
     which ``alembic-pgsafe squash`` removes with the revisions it squashes (a render's lesson
@@ -291,3 +301,31 @@ class MigrationSettings(BaseSettings):
         """Arguments, the environment, ``.env``, then pyproject.toml's table."""
         pyproject = PyprojectTomlConfigSettingsSource(settings_cls, PROJECT_ROOT / "pyproject.toml")
         return init_settings, env_settings, dotenv_settings, pyproject
+
+
+CLI_COMMANDS = {
+    "backfill": "alembic-pgsafe backfill run",
+    "backfill-status": "alembic-pgsafe backfill status",
+    "db-roles": "alembic-pgsafe roles",
+    "downgrade": "alembic downgrade {to}",
+    "history": "alembic history",
+    "migrate": "alembic upgrade head",
+    "relink": "alembic-pgsafe relink",
+}
+"""What a target of a template render's Makefile is as a plain command line."""
+
+
+def command_name(target: str, *, to: str | None = None) -> str:
+    """How a person runs ``target`` (``downgrade`` ``to`` a revision) where the message is
+    printed: see the ``commands`` setting."""
+    if os.environ.get("SERVICE_RUNTIME") == "image":  # the image has no make: its own commands
+        return f"docker run <image> {target}"
+    try:
+        style = MigrationSettings().commands
+    except ValidationError:  # said where the settings are used; a message still needs a name
+        style = "auto"
+    if style == "auto":
+        style = "make" if (PROJECT_ROOT / "Makefile").is_file() else "cli"
+    if style == "make":
+        return f"make {target}" + (f" to={to}" if to else "")
+    return CLI_COMMANDS[target].format(to=to or "<revision>")

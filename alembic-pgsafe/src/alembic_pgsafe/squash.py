@@ -46,6 +46,8 @@ from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import URL
 
+from alembic_pgsafe.settings import command_name
+
 __all__ = [
     "SquashError",
     "behind_baseline",
@@ -144,7 +146,8 @@ def behind_baseline(script: ScriptDirectory, versions: Iterable[str]) -> str | N
             f"This database is at {', '.join(behind)}, a revision that the baseline"
             f" {baseline.revision} ({path.name}) squashed: this history cannot bring it further."
             f" Upgrade it to {baseline.revision} on the history from before the squash (git"
-            f" checkout {checkout} && make migrate && git checkout -), then migrate again"
+            f" checkout {checkout} && {command_name('migrate')} && git checkout -), then migrate"
+            " again"
             " (MIGRATIONS.md, 'Squash the history')."
         )
     return None
@@ -175,10 +178,11 @@ def plan_squash(script: ScriptDirectory, to: str) -> Plan:
     try:
         target = script.get_revision(to)
     except CommandError as exc:
-        msg = f"no revision {to!r} to squash up to ({exc}); 'make history' lists them"
+        lists = command_name("history")
+        msg = f"no revision {to!r} to squash up to ({exc}); '{lists}' lists them"
         raise SquashError(msg) from None
     if target is None:
-        msg = f"no revision {to!r} to squash up to; 'make history' lists them"
+        msg = f"no revision {to!r} to squash up to; '{command_name('history')}' lists them"
         raise SquashError(msg)
     history = [rev for rev in script.iterate_revisions(target.revision, "base") if rev]
     if len(history) == 1:
@@ -191,7 +195,7 @@ def plan_squash(script: ScriptDirectory, to: str) -> Plan:
                 f"the history up to {target.revision} is not one line: {revision.revision}"
                 f" ({Path(str(revision.path)).name}) branches off {', '.join(leans_on)} below"
                 f" it. Squash up to a revision after the branches joined, or put that"
-                " revision on top of the chain first ('make relink')"
+                f" revision on top of the chain first ('{command_name('relink')}')"
             )
             raise SquashError(msg)
     squashed = list(reversed(history))
@@ -672,7 +676,7 @@ def refuse_database_behind(url: URL, plan: Plan) -> None:
         msg = (
             f"the database at {where(url)} is at {', '.join(behind)}, below"
             f" {plan.target.revision}: after the squash it would be refused. Migrate it first"
-            " ('make migrate'); nothing was changed"
+            f" ('{command_name('migrate')}'); nothing was changed"
         )
         raise SquashError(msg)
 
