@@ -85,7 +85,31 @@ REMOVE = ("drop it one deploy after the release", "Remove a column or a table")
 TYPE = ("a new column of the new type kept in step", "Change a column's type")
 PRIMARY_KEY = ("add_primary_key(", "A primary key from a unique index")
 REWRITE = ("never in a deploy: it rewrites the table", "Don't, and why")
+SEQUENCE = ("on a table with rows neither a serial nor an identity column", "Add a NOT NULL column")
+NAMING = ("the name the convention gives", "What `make lint` says")
 PROBES = [
+    Probe(
+        "names-against-the-convention",
+        '    create_index_concurrently("orders_label_idx", "orders", ["label"])\n'
+        '    add_check_constraint("positive_quantity", "orders", "quantity > 0")\n'
+        '    add_unique_constraint("uq_orders_payload", "orders", ["payload"])\n'
+        '    add_foreign_key("orders_customer_fk", "orders", "customers", ["customer_id"], ["id"])',
+        '    op.drop_constraint("orders_customer_fk", "orders")\n'
+        '    op.drop_constraint("uq_orders_payload", "orders")\n'
+        '    op.drop_constraint("positive_quantity", "orders")\n'
+        '    drop_index_concurrently("orders_label_idx", "orders")',
+        (
+            up("naming-convention", *NAMING),
+            up("naming-convention", *NAMING),
+            up("naming-convention", *NAMING),
+        ),
+    ),
+    Probe(
+        "bigserial-column",
+        '    op.execute("ALTER TABLE orders ADD COLUMN position bigserial")',
+        '    op.drop_column("orders", "position")',
+        (up("prefer-identity", *SEQUENCE),),
+    ),
     Probe(
         "plain-index",
         '    op.create_index("ix_orders_note", "orders", ["note"])',
@@ -163,9 +187,10 @@ PROBES = [
     Probe(
         "foreign-key",
         "    op.create_foreign_key(\n"
-        '        "fk_orders_customer_id", "orders", "customers", ["customer_id"], ["id"]\n'
+        '        "fk_orders_customer_id_customers",\n'
+        '        "orders", "customers", ["customer_id"], ["id"],\n'
         "    )",
-        '    op.drop_constraint("fk_orders_customer_id", "orders", type_="foreignkey")',
+        '    op.drop_constraint("fk_orders_customer_id_customers", "orders", type_="foreignkey")',
         (
             up("adding-foreign-key-constraint", "add_foreign_key(", "Foreign keys"),
             up("constraint-missing-not-valid", "add_foreign_key(", "Foreign keys"),

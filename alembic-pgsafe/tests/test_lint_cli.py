@@ -47,7 +47,11 @@ def project(tmp_path: Path) -> Path:
 def lint(project: Path, *args: str, table: str = "") -> subprocess.CompletedProcess[str]:
     if table:
         pyproject = project / "pyproject.toml"
-        pyproject.write_text(f"{pyproject.read_text()}\n[tool.alembic-pgsafe.lint]\n{table}\n")
+        header = "[tool.alembic-pgsafe.lint]\n"  # the fixture's table (its metadata setting)
+        lines = pyproject.read_text().replace(header, f"{header}{table}\n").splitlines()
+        if table.startswith("metadata ="):  # instead of the fixture's
+            lines = [line for line in lines if not line.startswith('metadata = "tests.project')]
+        pyproject.write_text("\n".join(lines) + "\n")
     return subprocess.run(
         [*TOOLKIT, "lint", *args],
         cwd=project,
@@ -133,6 +137,9 @@ def test_ignore_and_severity_per_rule(project: Path) -> None:
             'ignored = ["truncate"]',
             "lint: [tool.alembic-pgsafe.lint] in pyproject.toml: ignored",
         ),
+        ((), "severity = {", "lint: pyproject.toml is not valid TOML: "),
+        ((), 'metadata = "nowhere:Base"', "lint: [tool.alembic-pgsafe.lint] metadata = 'nowhere"),
+        ((), 'metadata = "models:NAMING_CONVENTION"', "lint: [tool.alembic-pgsafe.lint] metadata"),
     ],
 )
 def test_what_keeps_lint_from_running_is_one_line_and_exit_2(

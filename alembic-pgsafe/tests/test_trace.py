@@ -9,6 +9,7 @@ from sqlalchemy import URL, text
 
 from alembic_pgsafe.trace import (
     DEFAULT_MAX_LOCK_MS,
+    GENERATED_ROWS_NOTE,
     Line,
     Trace,
     trace_revisions,
@@ -157,6 +158,60 @@ def test_the_command_traces_what_is_not_applied_and_fails_on_a_rewrite(
     assert "| items | SHARE UPDATE EXCLUSIVE |" in alone.stdout
     assert nothing.returncode == 0, nothing.stderr
     assert "no revision to trace: the database is at head" in nothing.stdout
+
+
+NOTES = """
+def upgrade() -> None:
+    op.create_table(
+        "notes",
+        sa.Column("id", sa.BigInteger(), sa.Identity(), primary_key=True),
+        sa.Column("body", sa.Text(), nullable=True),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("notes")
+"""
+BARE_NOT_NULL = """
+def upgrade() -> None:
+    op.alter_column("notes", "body", nullable=False, server_default="")
+
+
+def downgrade() -> None:
+    op.alter_column("notes", "body", nullable=True, server_default=None)
+"""
+
+
+def test_a_not_null_the_old_rows_break_fails_in_the_trace_as_on_the_real_table(
+    create_database: CreateDatabase, tmp_path: Path
+) -> None:
+    """The generated rows hold NULLs in nullable columns, as a real table does: the trial's
+    SET DEFAULT + SET NOT NULL, green on rows without NULLs, fails here before production."""
+    url = create_database()
+    chain = scratch_chain(tmp_path, NOTES, BARE_NOT_NULL)
+    chain.upgrade(url, chain.revisions[0])
+
+    result = run_trace(chain, url)
+
+    assert result.returncode == 1, result.stdout
+    [said] = result.stderr.splitlines()
+    assert said.startswith("trace: on the generated rows, "), said
+    assert 'column "body" of relation "notes" contains null values' in said
+    assert chain.revisions[1] in said
+    assert "Traceback" not in result.stderr
+
+
+def test_the_trace_says_what_generated_rows_cannot_show(
+    create_database: CreateDatabase, tmp_path: Path
+) -> None:
+    url = create_database()
+    chain = scratch_chain(tmp_path, ITEMS, CONCURRENT_INDEX)
+    chain.upgrade(url, chain.revisions[0])
+
+    result = run_trace(chain, url)
+
+    assert result.returncode == 0, result.stderr
+    assert GENERATED_ROWS_NOTE in result.stdout
 
 
 async def trace_databases(server_url: URL) -> set[str]:

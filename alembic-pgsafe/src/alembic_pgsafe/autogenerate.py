@@ -33,14 +33,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import alembic_postgresql_enum  # noqa: F401  (registers its enum comparators on import)
 import sqlalchemy as sa
 from alembic.autogenerate import render_op_text, renderers
 from alembic.autogenerate.api import AutogenContext
 from alembic.operations import Operations, ops
 from alembic.runtime.migration import MigrationContext
 from alembic.runtime.plugins import Plugin
-from alembic.util import PriorityDispatchResult
+from alembic.util import DispatchPriority, PriorityDispatchResult
+from alembic_postgresql_enum.operations.add_enum_values import AddEnumValuesOp
+from alembic_postgresql_enum.operations.sync_enum_values import SyncEnumValuesOp
 from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 from alembic_pgsafe.helpers import MigrationSafetyError
@@ -137,8 +141,16 @@ def _render_step(autogen_context: AutogenContext, step: ToolkitStep) -> list[str
 
 
 def alembic_op(operation: ops.MigrateOperation) -> Callable[[AutogenContext], Code]:
-    """Alembic's own rendering of ``operation`` (``op.add_column(...)``), for use in a step."""
-    return lambda context: Code(render_op_text(context, operation))
+    """Alembic's own rendering of ``operation`` (``op.add_column(...)``), for use in a step.
+
+    A column is added ``if_not_exists`` and dropped ``if_exists``: a revision that failed after
+    one of its helpers committed (and with it the add or the drop) runs again to the end."""
+    rendered = copy.copy(operation)
+    if isinstance(rendered, ops.AddColumnOp) and rendered.if_not_exists is None:
+        rendered.if_not_exists = True
+    elif isinstance(rendered, ops.DropColumnOp) and rendered.if_exists is None:
+        rendered.if_exists = True
+    return lambda context: Code(render_op_text(context, rendered))
 
 
 def lock_retried(operation: ops.MigrateOperation, table: str) -> ToolkitStep:
@@ -220,6 +232,12 @@ def rewrites_table(
             sa.text(f"CREATE TEMP TABLE {PROBE} (LIKE {_quote(connection, table)} INCLUDING ALL)")
         )
         operations = Operations(MigrationContext.configure(connection))
+        for step in (after, operation):  # a new enum type is created by its own operation
+            column = getattr(step, "column", None)
+            if isinstance(column, sa.Column) and isinstance(column.type, sa.Enum):
+                postgresql.ENUM(*column.type.enums, name=column.type.name).create(
+                    connection, checkfirst=True
+                )
         if after is not None:
             operations.invoke(_on_probe(after))
         before = _storage(connection)
@@ -327,6 +345,60 @@ def _same_when_read_back(connection: Connection, table: sa.Table, one: str, othe
     return again["one"] == again["other"]
 
 
+def _written_back_default(connection: Connection, column: sa.Column[Any]) -> str | None:
+    """``column``'s server default as PostgreSQL writes it back (declared on a temporary table,
+    in a savepoint rolled back); ``None`` when PostgreSQL refuses it there."""
+    probe = sa.Table(
+        PROBE,
+        sa.MetaData(),
+        sa.Column("value", column.type, server_default=column.server_default),
+        prefixes=["TEMPORARY"],
+    )
+    savepoint = connection.begin_nested()
+    try:
+        probe.create(connection)
+        written = connection.execute(
+            sa.text(
+                "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef"
+                " WHERE adrelid = to_regclass(:probe)"
+            ),
+            {"probe": f"pg_temp.{PROBE}"},
+        ).scalar()
+    except DBAPIError:
+        return None
+    finally:
+        savepoint.rollback()
+    return str(written) if written is not None else None
+
+
+def _compare_default_as_written_back(
+    autogen_context: AutogenContext,
+    alter_column_op: ops.AlterColumnOp,
+    schema: str | None,
+    tname: str,
+    cname: str,
+    conn_col: sa.Column[Any],
+    metadata_col: sa.Column[Any],
+) -> PriorityDispatchResult:
+    """A server default Alembic takes for changed that PostgreSQL writes back as the one the
+    database has is no change: ``gen_random_uuid()::text`` is stored as
+    ``(gen_random_uuid())::text``, which Alembic alone reports on every run."""
+    connection = autogen_context.connection
+    changed = alter_column_op.modify_server_default
+    default = metadata_col.server_default
+    existing = getattr(conn_col.server_default, "arg", None)
+    if (
+        connection is None
+        or changed in (None, False)
+        or not isinstance(getattr(default, "arg", None), sa.TextClause | sa.ColumnElement)
+        or not isinstance(existing, sa.TextClause)
+    ):
+        return PriorityDispatchResult.CONTINUE
+    if _written_back_default(connection, metadata_col) == existing.text:
+        alter_column_op.modify_server_default = False
+    return PriorityDispatchResult.CONTINUE
+
+
 def _reflected_checks(connection: Connection, table: str) -> dict[str, str]:
     rows = connection.execute(
         sa.text(
@@ -371,6 +443,12 @@ def _compare_check_definitions(
 def setup(plugin: Plugin) -> None:
     plugin.add_autogenerate_comparator(
         _compare_check_definitions, "table", "checkconstraint_definitions"
+    )
+    plugin.add_autogenerate_comparator(
+        _compare_default_as_written_back,
+        "column",
+        "server_default_written_back",  # after Alembic's, which stops its own subgroup
+        priority=DispatchPriority.LAST,
     )
 
 
@@ -738,12 +816,27 @@ def _alter_column(
         for attribute in ("modify_type", "modify_server_default", "modify_comment"):
             setattr(not_null, attribute, False if attribute != "modify_type" else None)
         written.append(
-            ToolkitStep(
+            _not_null(revision, not_null, operation)
+            if upgrading
+            else ToolkitStep(
                 [not_null],
                 lambda context: [call("add_not_null", table, column)],
                 ["add_not_null"],
             )
         )
+    required = operation.modify_nullable is False or (
+        operation.modify_nullable is None and operation.existing_nullable is False
+    )
+    if upgrading and operation.modify_server_default is None and required:
+        revision.refusals.append(
+            f"{table}.{column} loses its server default while NOT NULL: the release still"
+            f" serving inserts {table} without {column}, and each such insert would fail. Keep"
+            " the default in the model until every release serving writes the column itself;"
+            " then write the removal by hand, with_lock_retry(lambda: op.alter_column("
+            f"{table!r}, {column!r}, server_default=None), table={table!r}) (MIGRATIONS.md,"
+            " 'Constant defaults')"
+        )
+        rest.modify_server_default = False
     after = None if upgrading else operation.reverse()
     if operation.modify_type is not None and rewrites_table(
         revision.connection, table, operation, after=after
@@ -773,6 +866,66 @@ def _alter_column(
     ):
         written.insert(0, lock_retried(rest, table))
     return written
+
+
+def _default_value(default: Any, dialect: sa.Dialect) -> Code | None:
+    """A server default as the value a backfill writes: its SQL, as the DDL writes it (a
+    constant ``server_default="x"`` is the literal ``'x'``, whose type PostgreSQL infers)."""
+    if default is None or default is False:
+        return None
+    argument = getattr(default, "arg", default)
+    if isinstance(argument, str) and isinstance(default, sa.DefaultClause):
+        argument = sa.literal(argument)  # server_default="x"
+    return Code(call("sa.literal_column", _sql(argument, dialect)))
+
+
+def _not_null(
+    revision: Revision, not_null: ops.AlterColumnOp, operation: ops.AlterColumnOp
+) -> ToolkitStep:
+    """An existing column made NOT NULL. With a server default (set by this revision or
+    already there), the rows the old release left NULL are filled with it first, in batches:
+    a bare NOT NULL fails on a table that holds NULLs however empty the test databases are.
+    Without one, ``add_not_null``, which names the NULL rows if there are any."""
+    table, column = operation.table_name, operation.column_name
+    dialect = revision.connection.dialect
+    value = _default_value(operation.modify_server_default, dialect)
+    if value is None:
+        value = _default_value(operation.existing_server_default, dialect)
+    key = revision.key(table)
+    if value is None or key is None:
+        intro = comment(
+            f"{table}.{column} becomes NOT NULL with no default to fill its NULLs with:"
+            " add_not_null stops, naming them, if the table holds any. Fill them first"
+            " (backfill_in_batches) or give the column a server_default in the model."
+        )
+        return ToolkitStep(
+            [not_null],
+            lambda context: [*intro, call("add_not_null", table, column)],
+            ["add_not_null"],
+        )
+    var = _table_var(table)
+    intro = comment(
+        f"{table}.{column} becomes NOT NULL: the rows left NULL (by the release still serving"
+        " too) are filled with its server default first, in batches; then NOT NULL, checked"
+        " without blocking writes."
+    )
+
+    def lines(context: AutogenContext) -> list[str]:
+        return [
+            *intro,
+            revision.table_clause(table, key, column),
+            call(
+                "backfill_in_batches",
+                Code(var),
+                key=Code(f"{var}.c[{key!r}]"),
+                values={column: value},
+                pending=Code(f"{var}.c[{column!r}].is_(None)"),
+                label=f"{table}.{column}",
+            ),
+            call("add_not_null", table, column),
+        ]
+
+    return ToolkitStep([not_null], lines, ["backfill_in_batches", "add_not_null"])
 
 
 def _create_index(operation: ops.CreateIndexOp, dialect: sa.Dialect) -> ToolkitStep:
@@ -873,10 +1026,11 @@ def _rewrite_table(
                 written.append(
                     _restore_after_contract(revision, operation, revision.contracted[(table, name)])
                 )
-            elif not upgrading and (table, name) in {
-                (t, o) for (t, _), o in revision.renamed.items()
-            }:
-                continue  # the old column of a rename stays: nothing to put back
+            elif not upgrading and (
+                (table, name) in {(t, o) for (t, _), o in revision.renamed.items()}
+                or (revision.renamed_to(table, name) is not None and name in in_database)
+            ):
+                continue  # the old column of a rename (in progress) stays: nothing to put back
             elif upgrading and name in in_database:
                 continue  # pragma: no cover (autogenerate adds only missing columns)
             else:
@@ -1025,6 +1179,119 @@ def _rewrite(
             written.append(_rewrite_table(revision, operation, upgrading=upgrading))
         elif isinstance(operation, ops.DropTableOp) and operation.table_name not in created:
             written.append(_drop_table(operation, upgrading=upgrading))
+        elif isinstance(operation, AddEnumValuesOp):
+            written.append(_add_enum_values(operation))
+        elif isinstance(operation, SyncEnumValuesOp):
+            written.append(_sync_enum_values(revision, operation, upgrading=upgrading))
+        else:
+            written.append(operation)
+    return written
+
+
+def _add_enum_values(operation: AddEnumValuesOp) -> ToolkitStep:
+    """Values added to an enum type: ``add_enum_value`` each, in the model's order."""
+    old, new = list(operation.old_values), list(operation.new_values)
+    steps: list[tuple[str, dict[str, str]]] = []
+    for position, value in enumerate(new):
+        if value in old:
+            continue
+        if position > 0:
+            steps.append((value, {"after": new[position - 1]}))
+        else:
+            steps.append((value, {"before": new[1]} if len(new) > 1 else {}))
+    name = str(operation.name)
+    return ToolkitStep(
+        [operation],
+        lambda context: [call("add_enum_value", name, value, **where) for value, where in steps],
+        ["add_enum_value"],
+    )
+
+
+def _sync_enum_values(
+    revision: Revision, operation: SyncEnumValuesOp, *, upgrading: bool
+) -> ToolkitStep:
+    """Values removed, renamed or reordered: refused (PostgreSQL cannot drop an enum value; the
+    library's rebuild of the type rewrites every table using it). The downgrade of added
+    values leaves them: the releases before never write them."""
+    name, old, new = str(operation.name), list(operation.old_values), list(operation.new_values)
+    if upgrading:
+        gone = [value for value in old if value not in new]
+        revision.refusals.append(
+            f"enum {name}: {', '.join(gone) or 'its order'} changed in the model, which"
+            " PostgreSQL cannot do in place (the type would be rebuilt and every table using it"
+            " rewritten). Keep the old values in the model; move the rows to a new value with"
+            " backfill_in_batches and stop writing the old one (MIGRATIONS.md, 'Change an enum')"
+        )
+        return ToolkitStep([operation], lambda context: [])
+    extra = [value for value in old if value not in new]
+    text = comment(
+        f"Not removed: enum {name} keeps {', '.join(extra)}. PostgreSQL cannot drop an enum"
+        " value, and the releases before never write it."
+    )
+    return ToolkitStep([operation], lambda context: text)
+
+
+def _lines(*lines: str) -> Lines:
+    """Lines written as they are."""
+    return lambda context: list(lines)
+
+
+def _table_renames(
+    revision: Revision, operations: list[ops.MigrateOperation], *, upgrading: bool
+) -> list[ops.MigrateOperation]:
+    """A table the models mark ``info={"renamed_from": "old"}`` while ``old`` disappears: the
+    rename's expand step, ``rename_table`` (the old name stays a view on it for the release
+    still serving); its downgrade renames it back. Written instead of a create and a drop."""
+    created = {op.table_name: op for op in operations if isinstance(op, ops.CreateTableOp)}
+    dropped = {op.table_name: op for op in operations if isinstance(op, ops.DropTableOp)}
+    renames: dict[str, str] = {}  # new name: old name
+    for name, model in revision.metadata.tables.items():
+        old = model.info.get(RENAMED_FROM)
+        if not old:
+            continue
+        # The downgrade drops the new name and creates the old one again.
+        new_side, old_side = (created, dropped) if upgrading else (dropped, created)
+        if name in new_side and old in old_side:
+            renames[name] = old
+        elif upgrading and name in created:
+            revision.refusals.append(
+                f"table {name} says renamed_from={old!r}, but there is no table {old}: correct"
+                " or remove the mark"
+            )
+    if not renames:
+        return operations
+    written: list[ops.MigrateOperation] = []
+    for operation in operations:
+        table = getattr(operation, "table_name", None)
+        if upgrading and isinstance(operation, ops.CreateTableOp) and table in renames:
+            old, new = renames[table], table
+            replaced = [operation, dropped[old]]
+            intro = comment(
+                f"Table {old} renamed to {new}: the expand step. {old} stays as a view on"
+                f" {new} for the release still serving (its reads and writes go on); drop it"
+                f" with drop_old_table_name({old!r}) in a revision of the next deploy, once no"
+                " release names it (MIGRATIONS.md, 'Rename a table')."
+            )
+            written.append(
+                ToolkitStep(
+                    replaced, _lines(*intro, call("rename_table", old, new)), ["rename_table"]
+                )
+            )
+        elif not upgrading and isinstance(operation, ops.DropTableOp) and table in renames:
+            old, new = renames[table], table
+            back = _lines(
+                call("drop_old_table_name", old),
+                call("rename_table", new, old, keep_old_name=False),
+            )
+            written.append(
+                ToolkitStep(
+                    [operation, created[old]], back, ["drop_old_table_name", "rename_table"]
+                )
+            )
+        elif isinstance(operation, ops.CreateTableOp | ops.DropTableOp) and (
+            table in renames or table in renames.values()
+        ):
+            continue  # written above, with the other half of the rename
         else:
             written.append(operation)
     return written
@@ -1057,12 +1324,14 @@ def safe_revision_directives(
     script = directives[0]
     state = Revision(connection, metadata)
     for upgrade_ops in script.upgrade_ops_list:
+        upgrade_ops.ops = _table_renames(state, upgrade_ops.ops, upgrading=True)
         state.created_tables |= {
             op.table_name for op in upgrade_ops.ops if isinstance(op, ops.CreateTableOp)
         }
         _refuse_table_renames(state, upgrade_ops.ops)
         upgrade_ops.ops = _rewrite(state, upgrade_ops.ops, upgrading=True)
     for downgrade_ops in script.downgrade_ops_list:
+        downgrade_ops.ops = _table_renames(state, downgrade_ops.ops, upgrading=False)
         downgrade_ops.ops = _rewrite(state, downgrade_ops.ops, upgrading=False)
     if state.refusals:
         lines = "\n".join(f"  - {refusal.rstrip('.')}." for refusal in state.refusals)

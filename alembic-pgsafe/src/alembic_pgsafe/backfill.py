@@ -28,6 +28,7 @@ from alembic_pgsafe.connect import create_engine
 from alembic_pgsafe.helpers import (
     MigrationSafetyError,
     acknowledge_lint,
+    committing,
     compiled_sql,
     literal_sql,
     migration_settings,
@@ -626,7 +627,7 @@ def backfill_in_batches(
             batch_size=size or settings.offline_batch_size,
             pause_seconds=pause_seconds,
         )
-        with context.autocommit_block():
+        with committing(f"backfill_in_batches({label})"):
             # The DO block is one statement: statement_timeout would cut the whole backfill.
             op.execute(sa.text("SET statement_timeout = 0"))
             acknowledge_lint(
@@ -637,7 +638,7 @@ def backfill_in_batches(
             op.execute(reset.bindparams(value=settings.statement_timeout))
         return None
     with (
-        context.autocommit_block(),
+        committing(f"backfill_in_batches({label})"),
         timeouts(statement_timeout=settings.backfill_batch_timeout),
     ):
         runner = KeysetBackfill(

@@ -38,6 +38,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 from pydantic import ValidationError
 from sqlalchemy import Connection, MetaData, pool, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alembic_pgsafe.autogenerate import (
@@ -49,11 +50,21 @@ from alembic_pgsafe.backfill_jobs import JOBS_TABLE
 from alembic_pgsafe.connect import (
     POOLER_DETECTED,
     create_engine,
+    describe_failure,
     failure_line,
+    show_traceback,
     through_transaction_pooler,
     where,
 )
-from alembic_pgsafe.helpers import deploy_lock, deploy_lock_key, reset_session, set_timeouts
+from alembic_pgsafe.helpers import (
+    committed_steps,
+    deploy_lock,
+    deploy_lock_key,
+    failing_revision,
+    forget_committed_steps,
+    reset_session,
+    set_timeouts,
+)
 from alembic_pgsafe.history import heads_message
 from alembic_pgsafe.settings import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -61,6 +72,7 @@ from alembic_pgsafe.settings import (
     DatabaseSettings,
     MigrationSettings,
     SettingsError,
+    command_name,
     project_prefix,
 )
 from alembic_pgsafe.squash import behind_baseline
@@ -129,6 +141,8 @@ def _options(target_metadata: MetaData, include_name: IncludeName | None) -> dic
         # Each migration commits on its own: a failure in the fifth leaves the first four
         # applied and recorded, and autocommit_block() (CREATE INDEX CONCURRENTLY) works inside.
         "transaction_per_migration": True,
+        # What a revision's helpers committed on their own is noted until it is applied.
+        "on_version_apply": forget_committed_steps,
     }
 
 
@@ -223,6 +237,7 @@ def _do_run_migrations(
         raise SystemExit(f"FAILED: {behind}")
     if owned:
         connection.commit()  # that read began a transaction: each migration begins its own
+    forget_committed_steps()
     with context.begin_transaction():
         context.run_migrations()
 
@@ -320,4 +335,28 @@ def _run_online(options: dict[str, Any]) -> None:
         raise SystemExit(f"FAILED: {exc}") from None
     except Exception as exc:
         _refuse_several_heads(exc)
-        raise SystemExit(f"FAILED: {failure_line(exc, where(connectable.url))}") from None
+        stayed = _what_stayed_committed(exc)
+        if describe_failure(exc) is None and not show_traceback():
+            if isinstance(exc, CommandError):  # a refusal: Alembic prints FAILED: <message>
+                if not stayed:
+                    raise
+                raise CommandError(f"{str(exc).rstrip('.')}.{stayed}") from None
+            if isinstance(exc, DBAPIError) and (revision := failing_revision(exc)):
+                said = str(exc.orig).strip().splitlines()[0].rstrip(".")  # PostgreSQL's error
+                raise CommandError(f"{revision}: {said}.{stayed}") from None
+        said = failure_line(exc, where(connectable.url))
+        raise SystemExit(f"FAILED: {said}" + (f".{stayed}" if stayed else "")) from None
+
+
+def _what_stayed_committed(exc: BaseException) -> str:
+    """What the failing revision's helpers had committed on their own, said after the error:
+    PostgreSQL rolled back only the rest. Each of those steps checks first, so the revision,
+    fixed, runs again to the end without doing them twice."""
+    steps = committed_steps()
+    if not steps:
+        return ""  # the failing revision was rolled back whole, as Alembic's users expect
+    revision = failing_revision(exc) or "the failing revision"
+    return (
+        f" {revision} had committed, and keeps: {'; '.join(steps)}; the rest was rolled back."
+        f" Fix the cause and run {command_name('migrate')} again: those steps are not done twice."
+    )

@@ -30,12 +30,14 @@ from alembic_pgsafe.settings import MigrationSettings
 
 __all__ = [
     "CHECK_VIOLATION",
+    "DEADLOCK_DETECTED",
     "LOCK_NOT_AVAILABLE",
     "TOOLKIT_RULES",
     "WHOLE_TABLE_DML",
     "WRITE_LOCK_MODES",
     "MigrationSafetyError",
     "UnwrittenValueError",
+    "WithdrawnStepError",
     "acknowledge_lint",
     "add_check_constraint",
     "add_enum_value",
@@ -45,6 +47,8 @@ __all__ = [
     "add_unique_constraint",
     "autocommit",
     "build_workers",
+    "committed_steps",
+    "committing",
     "compiled_sql",
     "create_index_concurrently",
     "deploy_lock",
@@ -52,7 +56,9 @@ __all__ = [
     "describe_lock_holders",
     "drop_index_concurrently",
     "drop_old_table_name",
+    "failing_revision",
     "fill_on_insert",
+    "forget_committed_steps",
     "is_lock_timeout",
     "keep_columns_in_step",
     "lint_waiver",
@@ -73,6 +79,7 @@ log = logging.getLogger("alembic.safety")
 T = TypeVar("T")
 
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of "canceling statement due to lock timeout"
+DEADLOCK_DETECTED = "40P01"  # SQLSTATE of "deadlock detected": the statement was cancelled
 CHECK_VIOLATION = "23514"  # SQLSTATE of "check constraint ... is violated by some row"
 # Modes that conflict with the SHARE lock CREATE INDEX CONCURRENTLY waits for.
 WRITE_LOCK_MODES = (
@@ -177,8 +184,12 @@ def build_workers(connection: Connection, workers: int | None, name: str) -> Ite
 
 
 def is_lock_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lock not granted: lock_timeout ran out, or PostgreSQL broke a
+    deadlock by cancelling this statement (a DDL step locking two tables, say a foreign key's,
+    while the application's transaction holds one and waits for the other)."""
     orig = getattr(exc, "orig", None)
-    return getattr(orig, "sqlstate", None) == LOCK_NOT_AVAILABLE or "lock timeout" in str(exc)
+    state = getattr(orig, "sqlstate", None)
+    return state in (LOCK_NOT_AVAILABLE, DEADLOCK_DETECTED) or "lock timeout" in str(exc)
 
 
 def describe_lock_holders(connection: Connection, table: str) -> str:
@@ -242,6 +253,55 @@ def with_lock_retry(step: Callable[[], T], *, table: str, attempts: int | None =
                 savepoint.commit()
             return result
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class WithdrawnStepError(MigrationSafetyError):
+    """A step that failed and took back what it had committed: nothing of it stays."""
+
+
+_COMMITTED: list[str] = []
+"""What the revision being applied committed on its own so far (see :func:`committing`)."""
+
+
+@contextmanager
+def committing(step: str) -> Iterator[None]:
+    """``autocommit_block()`` for a helper's ``step``, noted: a revision that fails later says
+    which of its steps stayed committed (the transaction so far commits when the block starts,
+    and each statement inside commits on its own). Every such step checks what is there first,
+    so running the fixed revision again does nothing twice."""
+    if not _COMMITTED:
+        _COMMITTED.append(f"anything it ran before {step}")
+    _COMMITTED.append(f"{step} (partly)")
+    with op.get_context().autocommit_block():
+        try:
+            yield
+        except WithdrawnStepError:
+            _COMMITTED.pop()  # it took back what it had done
+            raise
+    _COMMITTED[-1] = step
+
+
+def failing_revision(exc: BaseException) -> str | None:
+    """The revision whose upgrade() or downgrade() raised ``exc``, from its traceback."""
+    found = None
+    traceback = exc.__traceback__
+    while traceback is not None:
+        frame = traceback.tb_frame
+        revision = frame.f_globals.get("revision")
+        if frame.f_code.co_name in ("upgrade", "downgrade") and isinstance(revision, str):
+            found = revision  # a revision file's upgrade(), not Alembic's command.upgrade()
+        traceback = traceback.tb_next
+    return found
+
+
+def committed_steps() -> list[str]:
+    """What the revision being applied committed on its own before now."""
+    return list(_COMMITTED)
+
+
+def forget_committed_steps(*_: Any, **__: Any) -> None:
+    """A revision applied (Alembic's ``on_version_apply``), or a run begins: nothing noted."""
+    _COMMITTED.clear()
 
 
 @contextmanager
@@ -392,7 +452,7 @@ def create_index_concurrently(
     """
     settings = migration_settings()
     context = op.get_context()
-    with context.autocommit_block():
+    with committing(f"create_index_concurrently({name})"):
         if context.as_sql:
             _create_index(name, table, columns, unique=unique, where=where, options=options)
             return
@@ -440,7 +500,7 @@ def create_index_concurrently(
 
 def drop_index_concurrently(name: str, table: str) -> None:
     """Drop an index without blocking the table's readers and writers."""
-    with op.get_context().autocommit_block():
+    with committing(f"drop_index_concurrently({name})"):
         op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
 
 
@@ -452,6 +512,7 @@ WHOLE_TABLE_DML = "whole-table-dml"
 TOOLKIT_RULES = frozenset(
     {
         WHOLE_TABLE_DML,
+        "naming-convention",
         "dml-after-ddl",
         "dynamic-sql",
         "vacuum-full",
@@ -604,7 +665,7 @@ def _add_validated_check(name: str, table: str, condition: str, *, broken: str, 
             f" {name} cannot be validated. It was removed again: writes go on as before."
             f" {fix} Then run the migration again."
         )
-        raise MigrationSafetyError(msg) from exc
+        raise WithdrawnStepError(msg) from exc
 
 
 def add_check_constraint(name: str, table: str, condition: str) -> None:
@@ -618,7 +679,7 @@ def add_check_constraint(name: str, table: str, condition: str) -> None:
     columns (``"status IN ('draft', 'published')"``); ``name`` should follow the naming
     convention (``ck_<table>_<what>``).
     """
-    with op.get_context().autocommit_block():
+    with committing(f"add_check_constraint({name})"):
         _add_validated_check(
             name,
             table,
@@ -643,7 +704,7 @@ def add_not_null(table: str, column: str) -> None:
     :func:`fill_on_insert` before the backfill (MIGRATIONS.md, "Add a NOT NULL column").
     """
     check = f"ck_{table}_{column}_not_null"
-    with op.get_context().autocommit_block():
+    with committing(f"add_not_null({table}.{column})"):
         if not _is_not_null(table, column):
             _add_validated_check(
                 check,
@@ -682,7 +743,7 @@ def add_foreign_key(
     every delete in ``referent_table`` would scan ``source_table``. ``options`` (``onupdate``,
     ``deferrable``, ``initially``, ``match``) go to ``op.create_foreign_key`` as they are.
     """
-    with op.get_context().autocommit_block():
+    with committing(f"add_foreign_key({name})"):
         if _constraint_exists(source_table, name):
             log.info("foreign key %s exists: validating it (a no-op when it is valid)", name)
         else:
@@ -716,7 +777,7 @@ def _attach_index(name: str, table: str, kind: str) -> None:
     """``ADD CONSTRAINT name <kind> USING INDEX name``: instant, the index is built already."""
     if _constraint_exists(table, name):
         return
-    with op.get_context().autocommit_block():
+    with committing(f"{kind} {name} from its index"):
         statement = (
             f"ALTER TABLE {_quote(table)} ADD CONSTRAINT {_quote(name)}"
             f" {kind} USING INDEX {_quote(name)}"
@@ -748,7 +809,7 @@ def reindex_concurrently(name: str, table: str) -> None:
     """
     settings = migration_settings()
     context = op.get_context()
-    with context.autocommit_block():
+    with committing(f"reindex_concurrently({name})"):
         if not context.as_sql:
             connection = op.get_bind()
             version = connection.dialect.server_version_info or ()
@@ -807,7 +868,9 @@ def drop_old_table_name(old: str) -> None:
     op.execute(f"DROP VIEW IF EXISTS {_quote(old)}")
 
 
-def add_enum_value(enum: str, value: str, *, after: str | None = None) -> None:
+def add_enum_value(
+    enum: str, value: str, *, after: str | None = None, before: str | None = None
+) -> None:
     """Add ``value`` to the enum type ``enum``, committed on its own so it can be used at once.
 
     ``ALTER TYPE ... ADD VALUE`` changes the catalog only; inside a transaction the new value
@@ -816,11 +879,12 @@ def add_enum_value(enum: str, value: str, *, after: str | None = None) -> None:
     the new value, move the rows in batches (backfill_in_batches), and stop writing the old.
     """
     position = f" AFTER {compiled_sql(sa.literal(after))}" if after else ""
+    position = f" BEFORE {compiled_sql(sa.literal(before))}" if before else position
     statement = (
         f"ALTER TYPE {_quote(enum)} ADD VALUE IF NOT EXISTS"
         f" {compiled_sql(sa.literal(value))}{position}"
     )
-    with op.get_context().autocommit_block():
+    with committing(f"add_enum_value({enum}, {value})"):
         op.execute(literal_sql(statement))
 
 

@@ -23,15 +23,17 @@ finding.
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
@@ -46,6 +48,7 @@ from pglast.enums import (
     TransactionStmtKind,
 )
 
+from alembic_pgsafe.backfill_jobs import JOBS_TABLE
 from alembic_pgsafe.environment import run_offline
 from alembic_pgsafe.helpers import (
     UnwrittenValueError,
@@ -134,6 +137,14 @@ REWRITE = Fix(
     "never in a deploy: it rewrites the table under ACCESS EXCLUSIVE; reclaim space or move"
     " a table outside the deploy with pg_repack (REPACK CONCURRENTLY on PostgreSQL 19+)",
     "Don't, and why",
+)
+SEQUENCE_COLUMN = _fix(
+    "backfill_in_batches",
+    "on a table with rows neither a serial nor an identity column (both rewrite it): create a"
+    " sequence, add the column nullable with server_default nextval('<sequence>') (make"
+    " revision writes it as a volatile default: the old rows filled by backfill_in_batches),"
+    " then add_not_null and, for a key, add_unique_constraint",
+    "Add a NOT NULL column",
 )
 SQUAWK_DOCS = "https://squawkhq.com/docs/"
 
@@ -280,6 +291,11 @@ FIXES: dict[str, Fix] = {
         "replace value_to_write(...) with the value in SQL on the row's columns",
         "Add a NOT NULL column",
     ),
+    "naming-convention": Fix(
+        "the name the convention gives (op.f(...) in a revision; make revision writes it), or"
+        " no name and let the models' convention name it",
+        "What `make lint` says",
+    ),
     "cannot-render": Fix(
         "the revision must render offline: run alembic upgrade <previous>:<revision> --sql to"
         " see the error",
@@ -309,6 +325,10 @@ def fix_for(rule: str, node: Any = None) -> Fix:
                 " add_not_null",
                 "Add a NOT NULL column",
             )
+    if rule in ("prefer-identity", "adding-field-with-default") and _is_serial(column):
+        # An identity column rewrites a table with rows too (PostgreSQL 15): never the advice
+        # for ADD COLUMN, only for CREATE TABLE.
+        return SEQUENCE_COLUMN
     if rule == "whole-table-dml" and isinstance(node, ast.DeleteStmt):
         return _fix(
             "delete_in_batches",
@@ -328,6 +348,17 @@ def _added_constraint(node: Any) -> Any:
         if command_.subtype == AlterTableType.AT_AddConstraint:
             return command_.def_
     return None
+
+
+SERIAL_TYPES = frozenset({"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"})
+
+
+def _is_serial(column: Any) -> bool:
+    """Whether an added column (a ColumnDef) is of a serial type: a sequence made for it and
+    its nextval as the default, a volatile default that rewrites the table."""
+    if column is None or column.typeName is None:
+        return False
+    return _last(column.typeName.names).lower() in SERIAL_TYPES
 
 
 def _added_column(node: Any) -> Any:
@@ -517,6 +548,8 @@ class Context:
     """table -> the DDL that locked it against writes, in the open transaction."""
     in_transaction: bool = False
     """Between BEGIN and COMMIT; outside (an autocommit block), each statement commits alone."""
+    naming_convention: Mapping[str, Any] | None = None
+    """The models' ``MetaData.naming_convention``, when the project names its metadata."""
 
 
 def _is_constant(node: Any) -> bool:
@@ -696,7 +729,112 @@ def _alter_table_rules(context: Context, statement: Statement) -> list[tuple[str
     return found
 
 
-RULES: list[Rule] = [whole_table_dml, dml_after_ddl, one_statement_rules]
+NAMED = "\x00"
+"""Stands for the name an author gives a CHECK where the convention says %(constraint_name)s."""
+
+
+def conventional_names(
+    convention: Mapping[str, Any],
+    kind: str,
+    table: str,
+    columns: Sequence[str],
+    referred: str | None = None,
+) -> list[re.Pattern[str]]:
+    """The names the naming convention gives a ``kind`` (``ix``, ``uq``, ``ck``, ``fk``, ``pk``)
+    on ``table``'s ``columns``, as SQLAlchemy computes them: a pattern, since a CHECK's own
+    part is the author's. Empty where the convention says nothing or needs what is unknown."""
+    if kind not in convention:
+        return []
+    metadata = sa.MetaData(naming_convention=dict(convention))
+    model = sa.Table(table, metadata, *(sa.Column(name, sa.Integer) for name in columns))
+    constraint: Any
+    if kind == "ix":
+        constraint = sa.Index(None, *(model.c[name] for name in columns))
+    elif kind == "fk" and referred is not None:
+        sa.Table(referred, metadata, sa.Column("id", sa.Integer))
+        constraint = sa.ForeignKeyConstraint(list(columns), [f"{referred}.id"] * len(columns))
+        model.append_constraint(constraint)
+    elif kind == "ck":
+        constraint = sa.CheckConstraint(sa.true(), name=NAMED)
+        model.append_constraint(constraint)
+    elif kind == "uq":
+        constraint = sa.UniqueConstraint(*columns)
+        model.append_constraint(constraint)
+    elif kind == "pk":
+        constraint = sa.PrimaryKeyConstraint(*columns)
+        model.append_constraint(constraint)
+    else:
+        return []
+    try:
+        name = sa.sql.naming._constraint_name_for_table(  # type: ignore[no-untyped-call]
+            constraint, model
+        )
+    except (KeyError, IndexError, sa.exc.InvalidRequestError):
+        return []
+    if not isinstance(name, str):
+        return []
+    return [re.compile(re.escape(str(name)).replace(re.escape(NAMED), ".+"))]
+
+
+def _named_objects(node: Any) -> Iterator[tuple[str, str, list[str], str | None]]:
+    """(name, kinds it may be, columns, referred table) of each index or constraint a statement
+    names: CREATE INDEX, ALTER TABLE ... ADD CONSTRAINT, a CREATE TABLE's named constraints."""
+    kinds = {
+        ConstrType.CONSTR_FOREIGN: "fk",
+        ConstrType.CONSTR_CHECK: "ck",
+        ConstrType.CONSTR_UNIQUE: "uq",
+        ConstrType.CONSTR_PRIMARY: "pk",
+    }
+    if isinstance(node, ast.IndexStmt) and node.idxname:
+        columns = [param.name for param in node.indexParams or ()]
+        if all(columns):  # an expression index: the convention's column tokens say nothing
+            # A unique index may be the one a UNIQUE or PRIMARY KEY constraint is built on.
+            yield node.idxname, "ix uq pk" if node.unique else "ix", columns, None
+        return
+    constraints = [
+        e for e in getattr(node, "tableElts", None) or () if isinstance(e, ast.Constraint)
+    ]
+    constraints += [
+        cmd.def_ for cmd in _alter_commands(node) if cmd.subtype == AlterTableType.AT_AddConstraint
+    ]
+    for constraint in constraints:
+        kind = kinds.get(constraint.contype) if constraint.contype is not None else None
+        if not constraint.conname or kind is None or constraint.indexname:
+            continue  # unnamed (PostgreSQL names it), or USING INDEX (the index was checked)
+        keys = constraint.fk_attrs if kind == "fk" else constraint.keys
+        columns = [key.sval for key in keys or ()]
+        referred = constraint.pktable.relname if constraint.pktable is not None else None
+        yield constraint.conname, kind, columns, referred
+
+
+def naming_convention(context: Context, statement: Statement) -> list[tuple[str, str]]:
+    """Names of indexes and constraints that break the models' naming convention: autogenerate
+    then sees a difference where there is none, and the next revision renames or drops it."""
+    convention = context.naming_convention
+    if not convention:
+        return []
+    table, found = _table(statement.node), []
+    if table in ("alembic_version", JOBS_TABLE):  # Alembic's and the toolkit's: no model's
+        return []
+    for name, kinds, columns, referred in _named_objects(statement.node):
+        patterns = [
+            pattern
+            for kind in kinds.split()
+            for pattern in conventional_names(convention, kind, table, columns, referred)
+        ]
+        if patterns and not any(pattern.fullmatch(name) for pattern in patterns):
+            expected = patterns[0].pattern.replace("\\", "").replace(".+", "<name>")
+            found.append(
+                (
+                    "naming-convention",
+                    f"{name} on {table} breaks the models' naming convention, which names it"
+                    f" {expected}",
+                )
+            )
+    return found
+
+
+RULES: list[Rule] = [whole_table_dml, dml_after_ddl, one_statement_rules, naming_convention]
 
 
 def _catalog_only_type_change(schema: Schema, node: Any) -> bool:
@@ -971,9 +1109,12 @@ def lint(
     alembic_ini: Path,
     squawk: str,
     pairs: list[tuple[Rendered, Rendered]] | None = None,
+    *,
+    naming: Mapping[str, Any] | None = None,
 ) -> tuple[list[Finding], int]:
     """Every revision's findings, and how many revision files were checked; ``pairs`` is
-    :func:`render_revisions`'s result when the caller has it already."""
+    :func:`render_revisions`'s result when the caller has it already; ``naming`` the models'
+    naming convention (the naming-convention rule applies only with it)."""
     revisions = render_revisions(alembic_ini) if pairs is None else pairs
     root = alembic_ini.parent
     findings: list[Finding] = []
@@ -996,7 +1137,7 @@ def lint(
                 path = Path(tmp) / f"{number:05d}_{rendered.direction}.sql"
                 path.write_text(rendered.sql, encoding="utf-8")
                 parsed[path] = (rendered, found, before, created)
-                context = Context(before)
+                context = Context(before, naming_convention=naming)
                 findings += _toolkit_findings(context, found, where, rendered.direction, flagged)
                 if rendered.direction == "upgrade":
                     upgrade_statements = found

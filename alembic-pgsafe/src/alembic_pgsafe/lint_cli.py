@@ -10,6 +10,7 @@ Settings, in ``pyproject.toml`` beside alembic.ini (the command line wins)::
     since = "3f2a9c1d7e42"          # judge only the revisions after this one (a baseline)
     ignore = ["json-column"]        # rules not reported at all, the toolkit's or squawk's
     severity = { truncate = "warning" }   # reported, but the exit status stays 0
+    metadata = "my_service.models:Base"   # the models: names checked against their convention
 
 Exit status: 0 when no finding is an error (warnings are printed), 1 when one is (or the
 history has two heads), 2 when lint cannot run (squawk missing, ``--since`` names no revision,
@@ -17,7 +18,10 @@ a rule ``--explain`` does not know, an invalid setting).
 """
 
 import argparse
+import importlib
 import json
+import os
+import re
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
@@ -58,6 +63,8 @@ RULES: dict[str, str] = {
     "table-rewrite": "a form of ALTER TABLE that rewrites the table under ACCESS EXCLUSIVE",
     "value-to-write": "a revision make revision wrote with a value still to be written",
     "cannot-render": "a revision whose offline SQL cannot be rendered, so nothing checks it",
+    "naming-convention": "an index or constraint named against the models' naming convention"
+    " (the metadata setting names the models): autogenerate then renames or drops it",
 }
 """The toolkit's own rules; squawk's are listed by ``--list-rules`` where the toolkit adds its
 fix to squawk's (the others are squawk's as its documentation says them)."""
@@ -75,6 +82,40 @@ class LintSettings(BaseModel):
     """Rules not reported at all."""
     severity: dict[str, Severity] = Field(default_factory=dict)
     """Per rule: ``error`` (the default; the exit status is 1) or ``warning``."""
+    metadata: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
+    """``module:attribute`` of the models' ``MetaData`` (or of the declarative base that holds
+    it): its naming convention is what the naming-convention rule checks names against."""
+
+
+SEPARATORS = {"os": re.escape(os.pathsep), "space": " ", "newline": "\n", "colon": ":"}
+SEPARATORS |= {"semicolon": ";", "comma": ","}
+"""alembic.ini's ``path_separator`` choices; without one, Alembic splits on spaces and commas."""
+
+
+def naming_convention(alembic_ini: Path, metadata: str | None) -> dict[str, Any] | None:
+    """The naming convention of the ``metadata`` setting's MetaData, imported as env.py
+    imports the models: with alembic.ini's ``prepend_sys_path`` (and its folder) on the path."""
+    if metadata is None:
+        return None
+    module_name, _, attributes = metadata.partition(":")
+    config = Config(alembic_ini)
+    prepended = config.get_alembic_option("prepend_sys_path") or ""
+    separator = SEPARATORS.get(config.get_alembic_option("path_separator") or "", r"[\s,]+")
+    for path in [str(alembic_ini.parent), *re.split(separator, prepended)]:
+        if path.strip() and path.strip() not in sys.path:
+            sys.path.insert(0, path.strip())
+    try:
+        found: Any = importlib.import_module(module_name)
+        for attribute in attributes.split("."):
+            found = getattr(found, attribute)
+    except (ImportError, AttributeError) as exc:
+        msg = f"[tool.alembic-pgsafe.lint] metadata = {metadata!r} cannot be imported: {exc}"
+        raise ValueError(msg) from exc
+    found = getattr(found, "metadata", found)
+    if not isinstance(found, sa.MetaData):
+        msg = f"[tool.alembic-pgsafe.lint] metadata = {metadata!r} is not a MetaData"
+        raise ValueError(msg)
+    return dict(found.naming_convention)
 
 
 def lint_settings(root: Path) -> LintSettings:
@@ -84,6 +125,9 @@ def lint_settings(root: Path) -> LintSettings:
             document = tomllib.load(file)
     except FileNotFoundError:
         return LintSettings()
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"pyproject.toml is not valid TOML: {exc}"
+        raise ValueError(msg) from None
     table: Any = document
     for key in (*PYPROJECT_TABLE, "lint"):
         table = table.get(key, {}) if isinstance(table, dict) else {}
@@ -173,7 +217,8 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
         prog="alembic-pgsafe lint",
         description="Check every revision's upgrade and downgrade SQL (rendered offline, no"
         " database) with squawk and the toolkit's rules; each finding says why and the fix.",
-        epilog="Settings: [tool.alembic-pgsafe.lint] in pyproject.toml (since, ignore, severity)."
+        epilog="Settings: [tool.alembic-pgsafe.lint] in pyproject.toml (since, ignore, severity,"
+        " metadata)."
         " Exit status: 0 no error, 1 errors found (or two heads), 2 lint cannot run.",
     )
     parser.add_argument(
@@ -226,7 +271,8 @@ def _lint(options: argparse.Namespace) -> int:
         return 1
     since = options.since or settings.since
     judged = judged_files(script, since, root) if since else None
-    findings, checked = lint(alembic_ini, squawk)
+    naming = naming_convention(alembic_ini, settings.metadata)
+    findings, checked = lint(alembic_ini, squawk, naming=naming)
     reported = [
         Reported(finding, settings.severity.get(finding.rule, "error"))
         for finding in findings

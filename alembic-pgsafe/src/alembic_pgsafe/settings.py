@@ -322,7 +322,7 @@ def command_name(target: str, *, to: str | None = None) -> str:
         return f"docker run <image> {target}"
     try:
         style = MigrationSettings().commands
-    except ValidationError:  # said where the settings are used; a message still needs a name
+    except ValueError:  # invalid settings or TOML: said where the settings are used
         style = "auto"
     if style == "auto":
         style = "make" if (PROJECT_ROOT / "Makefile").is_file() else "cli"

@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from pglast import fingerprint
 from pydantic import ValidationError
 from sqlalchemy import URL, Connection, event
@@ -53,10 +54,11 @@ from alembic_pgsafe.backfill_jobs import JOBS_TABLE, run_jobs
 from alembic_pgsafe.connect import (
     create_engine,
     database_target,
+    describe_failure,
     failure_line,
     where,
 )
-from alembic_pgsafe.helpers import MigrationSafetyError
+from alembic_pgsafe.helpers import MigrationSafetyError, failing_revision
 from alembic_pgsafe.settings import PROJECT_ROOT, MigrationSettings, get_settings
 
 __all__ = ["Trace", "main", "trace_revisions"]
@@ -386,6 +388,15 @@ def _value(column: sa.Column[Any], rows: int) -> str | None:
     return None
 
 
+NULL_EVERY = 3
+"""Generated rows hold NULL in nullable columns every this many rows."""
+GENERATED_ROWS_NOTE = (
+    "Rows were generated from the columns' types (NULL in every third row of a nullable"
+    " column): a CHECK, UNIQUE or foreign key that real values break can pass here, and a"
+    " backfill's duration is not the real table's. Trace a copy of production's data for those."
+)
+
+
 def _fill(connection: Connection, table: sa.Table, rows: int) -> str | None:
     """Insert ``rows`` generated rows into ``table``; a reason when it cannot."""
     series = sa.func.generate_series(1, rows).table_valued("g").render_derived(name="series")
@@ -409,6 +420,10 @@ def _fill(connection: Connection, table: sa.Table, rows: int) -> str | None:
             value = None if foreign is not None else _value(column, rows)
         if value is None and not column.nullable:
             return f"no value for {column.name} ({column.type})"
+        if value is not None and column.nullable and foreign is None:
+            # NULL in every third row, as real tables hold them: a NOT NULL added without
+            # filling them fails here too, not first in production.
+            value = f"CASE WHEN g % {NULL_EVERY} = 0 THEN NULL ELSE {value} END"
         if value is not None:
             names.append(column.name)
             values.append(sa.literal_column(value))
@@ -639,6 +654,18 @@ def main(argv: Sequence[str]) -> int:
             rows=rows,
             max_lock_ms=max_lock_ms,
         )
+    except (CommandError, sa.exc.DBAPIError) as exc:
+        if describe_failure(exc) is not None:  # the server, not a revision
+            print(f"trace: {failure_line(exc, where(url))}", file=sys.stderr)
+            return 1
+        # A revision failed (env.py's one line names it, or its traceback does): the rows
+        # were generated, but a real table can fail the same way.
+        error = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        said = str(error).strip().splitlines()[0]
+        if revision := failing_revision(exc):
+            said = f"{revision}: {said}"
+        print(f"trace: on the generated rows, {said}", file=sys.stderr)
+        return 1
     except Exception as exc:
         print(f"trace: {failure_line(exc, where(url))}", file=sys.stderr)
         return 1
@@ -646,6 +673,7 @@ def main(argv: Sequence[str]) -> int:
         print("trace: no revision to trace: the database is at head (--rev REV for one)")
         return 0
     print("\n\n".join(trace.markdown() for trace in traces))
+    print(f"\n{GENERATED_ROWS_NOTE}")
     failures = [problem for trace in traces for problem in trace.failures]
     for problem in failures:
         print(f"TOO LONG: {problem}", file=sys.stderr)
