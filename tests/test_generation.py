@@ -30,7 +30,7 @@ class Combination:
     # Where the rendered suite gets PostgreSQL: $TEST_DATABASE_URL's server, or its own
     # embedded one (the path a user without a server takes).
     tests_on: str = "server"
-    # The rendered suite run: `make test-all` (with the toolkit's slow proofs, which do not
+    # The rendered suite run: `make test-all` (with the service's slow tests, which do not
     # depend on the answers beyond lessons/empty and server/embedded, so two combinations cover
     # them: lessons on the server, empty on the embedded one), or the fast `make test`.
     suite: str = "test"
