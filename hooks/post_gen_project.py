@@ -69,6 +69,15 @@ PATHS_ONLY_FOR = {
         "docker",
         "scripts/compose_secrets.py",
     ],
+    ("kubernetes", "yes"): ["deploy"],
+    ("metrics", "yes"): [
+        "src/{slug}/observability/metrics.py",
+        "tests/api/test_metrics.py",
+    ],
+    ("tracing", "otlp"): [
+        "src/{slug}/observability/tracing.py",
+        "tests/api/test_tracing.py",
+    ],
 }
 
 VERSIONS_DIR = Path("migrations", "versions")

@@ -47,6 +47,10 @@ CHOICES = {
     "apply_migrations_after_render": ("no", "embedded", "database_url"),
     "ci": ("github", "none"),
     "docker": ("yes", "no"),
+    "python_version": ("3.11", "3.12", "3.13"),
+    "metrics": ("yes", "no"),
+    "tracing": ("none", "otlp"),
+    "kubernetes": ("yes", "no"),
 }
 
 
@@ -94,6 +98,11 @@ def validate(answers: dict[str, str]) -> list[str]:
         problems.append(
             "include_example_api 'yes': the example API serves the lessons' users and posts"
             " tables, which starting_schema=empty leaves out; answer no, or choose lessons"
+        )
+    if answers.get("kubernetes") == "yes" and answers.get("docker") == "no":
+        problems.append(
+            "kubernetes 'yes': the manifests run the service's image, which docker=no leaves"
+            " out; answer docker=yes, or kubernetes=no"
         )
     return problems
 
