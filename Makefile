@@ -41,13 +41,8 @@ package-version: $(VENV)/installed  ## a new toolkit version that renders pin: m
 	cd $(PACKAGE) && $(BIN)/uv lock -q
 	$(MAKE) package lock
 
-lock: $(VENV)/installed  ## re-solve the rendered projects' uv.lock (after make package); UPGRADE=1: to the newest allowed versions; then make test
-	rm -rf build/lock
-	$(BIN)/cookiecutter --no-input . --output-dir build/lock project_name="Template Lock"
-	cd build/lock/template_lock && $(BIN)/uv lock --upgrade-package $(PACKAGE) $(if $(UPGRADE),--upgrade)
-	sed 's/^name = "template-lock"$$/name = "{{ cookiecutter.project_slug | replace("_", "-") }}"/' \
-		build/lock/template_lock/uv.lock > '{{cookiecutter.project_slug}}/uv.lock'
-	grep -c 'cookiecutter.project_slug' '{{cookiecutter.project_slug}}/uv.lock' | grep -qx 1
+lock: $(VENV)/installed  ## re-solve the rendered projects' uv.lock: one per python_version × metrics × tracing (a Python of each version needed), merged into one template (after make package); UPGRADE=1: to the newest allowed versions; then make test
+	PATH="$(BIN):$$PATH" $(BIN)/python scripts/render_locks.py --upgrade-package $(PACKAGE) $(if $(UPGRADE),--upgrade)
 
 clean:
 	rm -rf build $(VENV)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any{% if cookiecutter.python_version == "3.11" %}, TypeVar{% endif %}
 
 import pytest
 from alembic import command
@@ -33,7 +33,9 @@ from {{ cookiecutter.project_slug }}.settings import (
 )
 
 CreateDatabase = Callable[[], URL]
+{%- if cookiecutter.python_version == "3.11" %}
 T = TypeVar("T")
+{%- endif %}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,7 +61,7 @@ def server_url() -> Iterator[URL]:
             server.cleanup()
 
 
-def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+def run_blocking{% if cookiecutter.python_version != "3.11" %}[T]{% endif %}(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to its end from sync code, even when called inside a running loop."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
