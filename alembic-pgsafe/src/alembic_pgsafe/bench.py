@@ -3,6 +3,7 @@
     alembic-pgsafe bench [--rows 1000000] [--batch-size 5000]
         [--strategies single-update,keyset-fixed,...] [--database-url URL]
         [--target-ms 50] [--pause 0] [--output DIR] [--plot] [--no-explain]
+        [--scenario steady|load-step] [--step-writers 8] [--step-pause 0.001]
 
 Each strategy gets a fresh scratch table (``bench_items``, dropped at the end; a CHECKPOINT
 first when allowed) and fills its ``doubled`` column from ``n``, while a second process updates
@@ -13,6 +14,12 @@ written and the checkpoints. Then plain CREATE INDEX against CREATE INDEX CONCUR
 the same writer, and EXPLAIN (ANALYZE, BUFFERS, WAL) of one batch of each loop half-way
 through. Every strategy's data is checked. The ORM row-by-row loop runs on ``--orm-sample``
 rows and is extrapolated (marked so).
+
+``--scenario load-step`` asks when the latency budget is worth it: the application's write
+rate steps up half-way through each backfill (``--step-writers`` more connections join the
+writer, each writing every ``--step-pause`` seconds), and the table shows the writer's p99
+before and after the step, each against the writer's p99 at the same load with no migration
+running, for 500-row batches (``keyset-gentle``) and the latency budget (``keyset-budget``).
 """
 
 import argparse
@@ -49,7 +56,7 @@ from alembic_pgsafe.backfill import (
     ParallelKeysetBackfill,
     Progress,
 )
-from alembic_pgsafe.budget import DEFAULT_BUDGET
+from alembic_pgsafe.budget import DEFAULT_BUDGET, DEFAULT_MIN_RATE
 from alembic_pgsafe.connect import (
     create_engine,
     database_target,
@@ -122,28 +129,46 @@ class Result:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
+@dataclass(frozen=True)
+class WriterPlan:
+    """What one writer process does: ``connections`` clients, each updating a random row every
+    ``pause`` seconds, from the moment ``start`` is set (None: at once)."""
+
+    dsn: str
+    rows: int
+    pause: float = 0.005
+    connections: int = 1
+    start: EventType | None = None
+
+
 async def _write_until_stopped(
-    dsn: str, rows: int, pause: float, ready: EventType, stop: EventType, out: Connection_
+    plan: WriterPlan, ready: EventType, stop: EventType, out: Connection_
 ) -> None:
-    connection = await asyncpg.connect(dsn)
-    chooser = random.Random(7)  # noqa: S311 (a workload, not a secret)
-    samples = []
-    try:
+    connections = [await asyncpg.connect(plan.dsn) for _ in range(plan.connections)]
+    samples: list[tuple[float, float]] = []
+
+    async def write(connection: asyncpg.Connection, seed: int) -> None:
+        chooser = random.Random(seed)  # noqa: S311 (a workload, not a secret)
+        # Events of another process: polled, as an asyncio.Event cannot cross to this one.
+        while plan.start is not None and not plan.start.is_set() and not stop.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
         while not stop.is_set():
             before = time.monotonic()  # one clock for every process on the machine
-            await connection.execute(WRITE, chooser.randint(1, rows))
+            await connection.execute(WRITE, chooser.randint(1, plan.rows))
             samples.append((before, time.monotonic() - before))
-            ready.set()
-            await asyncio.sleep(pause)
+            await asyncio.sleep(plan.pause)
+
+    try:
+        ready.set()
+        await asyncio.gather(*(write(c, 7 + i) for i, c in enumerate(connections)))
     finally:
-        await connection.close()
+        for connection in connections:
+            await connection.close()
         out.send(samples)
 
 
-def _writer_process(
-    dsn: str, rows: int, pause: float, ready: EventType, stop: EventType, out: Connection_
-) -> None:
-    asyncio.run(_write_until_stopped(dsn, rows, pause, ready, stop, out))
+def _writer_process(plan: WriterPlan, ready: EventType, stop: EventType, out: Connection_) -> None:
+    asyncio.run(_write_until_stopped(plan, ready, stop, out))
 
 
 class Writer:
@@ -151,16 +176,30 @@ class Writer:
 
     It is a process of its own: as a thread it would wait for the runner's GIL, and the
     benchmark would measure Python instead of PostgreSQL. ``window`` keeps the writes that
-    started between two instants of ``time.monotonic()``.
+    started between two instants of ``time.monotonic()``. With ``connections`` and ``start``
+    it is the load that joins at a step (:class:`LoadStep`), its clients in one process apart
+    from the timed writer's.
     """
 
-    def __init__(self, dsn: str, rows: int, pause: float = 0.005) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        rows: int,
+        pause: float = 0.005,
+        connections: int = 1,
+        start: EventType | None = None,
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self._ready, self._stop = context.Event(), context.Event()
         self._receive, self._send = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_writer_process,
-            args=(dsn, rows, pause, self._ready, self._stop, self._send),
+            args=(
+                WriterPlan(dsn, rows, pause, connections, start),
+                self._ready,
+                self._stop,
+                self._send,
+            ),
             daemon=True,
         )
         self._samples: list[tuple[float, float]] = []
@@ -170,7 +209,7 @@ class Writer:
         self._send.close()  # the child holds the sending end: EOF here if it dies
         if not self._ready.wait(timeout=60):
             self._process.kill()
-            raise RuntimeError("the concurrent writer could not start writing within 60 s")
+            raise RuntimeError("the concurrent writer could not connect within 60 s")
         time.sleep(0.2)  # let it reach its rhythm
         return self
 
@@ -314,6 +353,7 @@ def keyset_runner(
         pause_seconds=args.pause,
         on_batch=on_batch,
         budget=budget,
+        budget_min_rate=args.budget_min_rate,
     )
 
 
@@ -328,6 +368,8 @@ def _keyset(
 
         def advance(progress: Progress) -> None:
             bar.update(progress.done - bar.n)
+            if args.on_progress is not None:
+                args.on_progress(progress)
 
         progress = keyset_runner(connection, args, target, advance, budget).run()
     return progress.done, progress.longest_batch, f"{progress.batches} batches"
@@ -360,7 +402,8 @@ def keyset_budget(connection: Connection, args: argparse.Namespace) -> tuple[int
         target=args.target_ms / 1000,
         budget=args.budget,
     )
-    return done, longest, f"{note}, budget {args.budget:g}x"
+    floor = f", floor {args.budget_min_rate:,.0f} rows/s" if args.budget_min_rate else ", no floor"
+    return done, longest, f"{note}, budget {args.budget:g}x{floor}"
 
 
 def keyset_parallel(connection: Connection, args: argparse.Namespace) -> tuple[int, float, str]:
@@ -456,6 +499,179 @@ STRATEGIES: dict[str, tuple[str, StrategyFn]] = {
     "index-plain": ("index", index_plain),
     "index-concurrent": ("index", index_concurrent),
 }
+
+
+# --- the load step: the application's write rate steps up half-way through -------------------
+
+STEP_STRATEGIES = ("single-update", "keyset-gentle", "keyset-budget")
+"""What ``--scenario load-step`` runs unless ``--strategies`` says otherwise: one UPDATE (the
+throughput baseline, with the writer at its first rate: it reports no progress to step at),
+500-row batches and the latency budget."""
+STEPPABLE = {"keyset-fixed", "keyset-adaptive", "keyset-gentle", "keyset-budget"}
+"""The strategies that report their progress after each batch, so the step can come half-way."""
+
+
+class LoadStep:
+    """The application's extra writers, connected and idle until :meth:`step`: then
+    ``args.step_writers`` more clients update random rows every ``args.step_pause`` seconds."""
+
+    def __init__(self, dsn: str, args: argparse.Namespace) -> None:
+        self._event = multiprocessing.get_context("spawn").Event()
+        self._load = Writer(dsn, args.rows, args.step_pause, args.step_writers, self._event)
+        self.at: float | None = None
+
+    def __enter__(self) -> "LoadStep":
+        self._load.__enter__()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._load.__exit__()
+
+    def step(self) -> None:
+        if self.at is None:
+            self.at = time.monotonic()
+            self._event.set()
+
+    def writes_per_second(self, started: float, ended: float) -> float:
+        return len(self._load.window(started, ended).samples) / max(ended - started, 1e-9)
+
+
+@dataclass
+class Phase:
+    """One side of the step: rows filled, batches and the writer's latency."""
+
+    seconds: float
+    rows: int
+    batches: int
+    writer_ms: dict[str, float]
+    writes_per_second: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class StepResult:
+    strategy: str
+    seconds: float
+    rows: int
+    longest_transaction_s: float
+    before: Phase
+    after: Phase
+    data_ok: bool
+    note: str = ""
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def measure_step(
+    connection: Connection, dsn: str, args: argparse.Namespace, name: str
+) -> StepResult:
+    """``name`` with the writer, and the step load joining it once half the rows are filled."""
+    _, strategy = STRATEGIES[name]
+    create_table(connection, args.rows)
+    half, last = (0, 0), (0, 0)  # (rows done, batches) at the step, and at the end
+
+    with Writer(dsn, args.rows) as writer, LoadStep(dsn, args) as load:
+
+        def step_at_half(progress: Progress) -> None:
+            nonlocal half, last
+            last = (progress.done, progress.batches)
+            if load.at is None and progress.done * 2 >= args.rows:
+                load.step()
+                half = last
+
+        started = time.monotonic()
+        done, longest, note = strategy(
+            connection, argparse.Namespace(**(vars(args) | {"on_progress": step_at_half}))
+        )
+        ended = time.monotonic()
+    stepped = load.at if load.at is not None else ended
+
+    def phase(start: float, end: float, rows: int, count: int) -> Phase:
+        latencies = writer.window(start, end).stats_ms()
+        return Phase(end - start, rows, count, latencies, load.writes_per_second(start, end))
+
+    return StepResult(
+        name,
+        ended - started,
+        done,
+        longest,
+        phase(started, stepped, *half),
+        phase(stepped, ended, last[0] - half[0], last[1] - half[1]),
+        wrong_rows(connection, args.rows) == 0,
+        note,
+    )
+
+
+def idle_step(dsn: str, args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float]]:
+    """The writer's latency with no migration running, before the step and after it."""
+    with Writer(dsn, args.rows) as writer, LoadStep(dsn, args) as load:
+        started = time.monotonic()
+        time.sleep(args.idle_seconds)
+        load.step()
+        stepped = time.monotonic()
+        time.sleep(args.idle_seconds)
+        ended = time.monotonic()
+    return writer.window(started, stepped).stats_ms(), writer.window(stepped, ended).stats_ms()
+
+
+def report_step(
+    header: dict[str, Any],
+    idle: tuple[dict[str, float], dict[str, float]],
+    baseline: Result | None,
+    results: list[StepResult],
+) -> str:
+    before, after = idle
+    lines = [
+        f"# Migration benchmark, load step: {header['rows']:,} rows",
+        "",
+        f"PostgreSQL {header['postgresql']} · {header['cores']} cores · {header['date']}",
+        "",
+        "The writer updates a random row every 5 ms; once half the rows are filled,"
+        f" {header['step_writers']} more clients join it, each writing every"
+        f" {header['step_pause'] * 1000:g} ms.",
+        f"Writer with no migration running: p99 {before['p99']:.1f} ms before the step,"
+        f" {after['p99']:.1f} ms after it ({int(before['writes'])} and {int(after['writes'])}"
+        " writes).",
+        _single_update_line(baseline),
+        "",
+        "| strategy | wall s | x single UPDATE | rows/s before → after step |"
+        " rows per batch before → after | writer p99 ms before step (x idle) |"
+        " writer p99 ms after step (x idle) | writes/s of the step load | longest tx ms |"
+        " data | note |",
+        "| --- | ---: | ---: | --- | --- | --- | --- | ---: | ---: | --- | --- |",
+    ]
+    for r in results:
+        ratio = r.rows_per_second / baseline.rows_per_second if baseline else float("nan")
+        per_batch = [p.rows / p.batches if p.batches else 0.0 for p in (r.before, r.after)]
+        lines.append(
+            f"| {r.strategy} | {r.seconds:.2f} | {ratio:.2f} |"
+            f" {r.before.rows_per_second:,.0f} → {r.after.rows_per_second:,.0f} |"
+            f" {per_batch[0]:,.0f} → {per_batch[1]:,.0f} |"
+            f" {_p99(r.before, before)} | {_p99(r.after, after)} |"
+            f" {r.after.writes_per_second:,.0f} | {r.longest_transaction_s * 1000:.0f} |"
+            f" {'ok' if r.data_ok else 'WRONG'} | {r.note} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _single_update_line(baseline: Result | None) -> str:
+    if baseline is None:
+        return "No single UPDATE in this run: add single-update to --strategies for the ratios."
+    return (
+        f"One UPDATE (the throughput baseline, with the writer alone): {baseline.seconds:.2f} s,"
+        f" {baseline.rows_per_second:,.0f} rows/s."
+    )
+
+
+def _p99(phase: Phase, idle: dict[str, float]) -> str:
+    p99 = phase.writer_ms["p99"]
+    ratio = f"{p99 / idle['p99']:.2f}x" if idle["p99"] else "n/a"
+    return f"{p99:.1f} ({ratio})"
 
 
 # --- running and reporting ---------------------------------------------------------------------
@@ -604,6 +820,8 @@ def plot_refusal(args: argparse.Namespace) -> str | None:
         return None
     if not args.output:
         return "--plot draws bench.png into the --output directory: add --output DIR"
+    if args.scenario != "steady":
+        return "--plot draws the steady scenario's results: leave it out with --scenario load-step"
     if bench_plot.matplotlib_missing():
         return (
             "--plot needs matplotlib, which alembic-pgsafe does not depend on: add it for the"
@@ -633,8 +851,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--strategies",
-        default=",".join(STRATEGIES),
-        help=f"comma-separated, from {', '.join(STRATEGIES)}",
+        help=f"comma-separated, from {', '.join(STRATEGIES)} (default: all of them)",
     )
     parser.add_argument(
         "--database-url",
@@ -667,6 +884,31 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         help="keyset-budget: commits may take this many times their latency before the backfill",
     )
     parser.add_argument(
+        "--budget-min-rate",
+        type=float,
+        default=DEFAULT_MIN_RATE,
+        help="keyset-budget: rows per second the budget never slows below (its floor; 0: none)",
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=("steady", "load-step"),
+        default="steady",
+        help="load-step: the application's write rate steps up half-way through each backfill;"
+        f" runs {','.join(STEP_STRATEGIES)} unless --strategies says otherwise",
+    )
+    parser.add_argument(
+        "--step-writers",
+        type=int,
+        default=8,
+        help="load-step: clients that join the writer at the step",
+    )
+    parser.add_argument(
+        "--step-pause",
+        type=float,
+        default=0.001,
+        help="load-step: seconds between two writes of each client that joins",
+    )
+    parser.add_argument(
         "--pause", type=float, default=0.0, help="seconds between keyset batches (throttling)"
     )
     parser.add_argument(
@@ -681,10 +923,22 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         default=True,
         help="EXPLAIN (ANALYZE, BUFFERS, WAL) one batch of each loop at the table's midpoint",
     )
+    parser.set_defaults(on_progress=None)
     args = parser.parse_args(argv)
-    args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if args.scenario == "load-step" and args.strategies is None:
+        args.strategies = ",".join(STEP_STRATEGIES)
+    args.strategies = [s.strip() for s in (args.strategies or ",".join(STRATEGIES)).split(",")]
+    args.strategies = [s for s in args.strategies if s]
     if unknown := [s for s in args.strategies if s not in STRATEGIES]:
         parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    steps = STEPPABLE | {"single-update"}
+    if args.scenario == "load-step" and (others := [s for s in args.strategies if s not in steps]):
+        parser.error(
+            f"--scenario load-step steps up the load half-way through a backfill that reports its"
+            f" progress: {others} do not; choose from {', '.join(sorted(steps))}"
+        )
+    if args.step_writers < 1 or args.step_pause < 0 or args.budget_min_rate < 0:
+        parser.error("--step-writers must be positive, --step-pause and --budget-min-rate >= 0")
     if not args.database_url:
         parser.error("give --database-url or set DATABASE_URL (a render's make bench does)")
     if args.rows < 1 or args.batch_size < 1 or args.orm_sample < 1 or args.workers < 1:
@@ -704,6 +958,8 @@ def run(connection: Connection, dsn: str, args: argparse.Namespace) -> dict[str,
     try:
         print("writer alone (no migration)...", file=sys.stderr)
         header["checkpoint"] = create_table(connection, args.rows)
+        if args.scenario == "load-step":
+            return run_step(connection, dsn, args, header)
         idle = idle_writer(dsn, args).stats_ms()
         results = []
         for name in args.strategies:
@@ -718,6 +974,25 @@ def run(connection: Connection, dsn: str, args: argparse.Namespace) -> dict[str,
         items.drop(connection, checkfirst=True)
         connection.commit()
     return {"header": header, "idle": idle, "results": results, "plans": plans}
+
+
+def run_step(
+    connection: Connection, dsn: str, args: argparse.Namespace, header: dict[str, Any]
+) -> dict[str, Any]:
+    """``--scenario load-step``: the writer alone before and after the step, then each
+    strategy with the step half-way through (one UPDATE without it: the baseline)."""
+    header |= {"scenario": "load-step", "step_writers": args.step_writers}
+    header["step_pause"] = args.step_pause
+    idle = idle_step(dsn, args)
+    results: list[Result] = []
+    stepped: list[StepResult] = []
+    for name in args.strategies:
+        print(f"{name}...", file=sys.stderr)
+        if name in STEPPABLE:
+            stepped.append(measure_step(connection, dsn, args, name))
+        else:
+            results.append(measure(connection, dsn, args, name))
+    return {"header": header, "idle": idle, "results": results, "stepped": stepped, "plans": {}}
 
 
 def main(argv: Sequence[str]) -> int:
@@ -739,7 +1014,12 @@ def main(argv: Sequence[str]) -> int:
 
     outcome = asyncio.run(go())
     results: list[Result] = outcome["results"]
-    table = report(outcome["header"], outcome["idle"], results, outcome["plans"])
+    stepped: list[StepResult] | None = outcome.get("stepped")
+    if stepped is None:
+        table = report(outcome["header"], outcome["idle"], results, outcome["plans"])
+    else:
+        baseline = next((r for r in results if r.strategy == "single-update"), None)
+        table = report_step(outcome["header"], outcome["idle"], baseline, stepped)
     print(table)
     if args.output:
         args.output.mkdir(parents=True, exist_ok=True)
@@ -750,7 +1030,20 @@ def main(argv: Sequence[str]) -> int:
             "explained_batches": outcome["plans"],
             "results": [asdict(r) | {"rows_per_second": r.rows_per_second} for r in results],
         }
+        if stepped is not None:
+            before, after = outcome["idle"]
+            document["idle_writer_ms"] = {"before_step": before, "after_step": after}
+            document["load_step"] = [_stepped_json(r) for r in stepped]
         (args.output / "bench.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
         if args.plot:
             print(plot(document, args.output / "bench.png"), file=sys.stderr)
-    return 0 if all(r.data_ok for r in results) else 1
+    checked = [r.data_ok for r in results] + [r.data_ok for r in stepped or []]
+    return 0 if all(checked) else 1
+
+
+def _stepped_json(result: StepResult) -> dict[str, Any]:
+    phases = {
+        name: asdict(phase) | {"rows_per_second": phase.rows_per_second}
+        for name, phase in (("before", result.before), ("after", result.after))
+    }
+    return asdict(result) | phases | {"rows_per_second": result.rows_per_second}
