@@ -40,7 +40,13 @@ SUPPORTED = [
     Combination("defaults", suite="test-all"),
     Combination(
         "unicode-name-health-only-no-ci",
-        {"project_name": "Café Orders", "include_example_api": "no", "ci": "none", "docker": "no"},
+        {
+            "project_name": "Café Orders",
+            "include_example_api": "no",
+            "ci": "none",
+            "docker": "no",
+            "metrics": "no",
+        },
         tests_on="embedded",
     ),
     Combination(
@@ -59,10 +65,14 @@ SUPPORTED = [
             "apply_migrations_after_render": "database_url",
             "include_example_api": "yes",
             "ci": "github",
+            "tracing": "otlp",
             "description": 'Reconciles "stock" \\ counts',
         },
     ),
-    Combination("empty-start", {"project_name": "Orders", "starting_schema": "empty"}),
+    Combination(
+        "empty-start-traced-no-metrics",
+        {"project_name": "Orders", "starting_schema": "empty", "tracing": "otlp", "metrics": "no"},
+    ),
     Combination(
         "empty-start-no-ci-migrated-on-embedded",
         {
@@ -80,6 +90,9 @@ DEFAULTS = {
     "include_example_api": "yes",
     "ci": "github",
     "docker": "yes",
+    "python_version": "3.11",
+    "metrics": "yes",
+    "tracing": "none",
 }
 
 UNSUPPORTED = [
@@ -105,6 +118,10 @@ UNSUPPORTED = [
     (
         {"starting_schema": "empty", "include_example_api": "yes"},
         "include_example_api 'yes': the example API serves the lessons' users and posts tables",
+    ),
+    (
+        {"docker": "no", "kubernetes": "yes"},
+        "kubernetes 'yes': the manifests run the service's image, which docker=no leaves out",
     ),
 ]
 
@@ -156,6 +173,8 @@ def test_nothing_is_left_unrendered(rendered: Rendered) -> None:
 def answer(rendered: Rendered, option: str) -> str:
     if option == "include_example_api" and answer(rendered, "starting_schema") == "empty":
         return rendered.combination.answers.get(option, "no")  # its default follows the schema
+    if option == "kubernetes":  # its default follows docker
+        return rendered.combination.answers.get(option, answer(rendered, "docker"))
     return rendered.combination.answers.get(option, DEFAULTS[option])
 
 

@@ -22,6 +22,10 @@ VALID = {
     "apply_migrations_after_render": "no",
     "ci": "github",
     "docker": "yes",
+    "python_version": "3.11",
+    "metrics": "yes",
+    "tracing": "none",
+    "kubernetes": "yes",
 }
 TEMPLATE_VERSIONS = TEMPLATE / "{{cookiecutter.project_slug}}" / "migrations" / "versions"
 
@@ -136,6 +140,7 @@ def test_unselected_option_paths_are_removed_and_selected_kept(tmp_path: Path) -
     unselected = [
         *post_gen.PATHS_ONLY_FOR[("starting_schema", "empty")],
         *post_gen.PATHS_ONLY_FOR[("include_example_api", "yes")],
+        *post_gen.PATHS_ONLY_FOR[("tracing", "otlp")],
     ]
     assert removed == [tmp_path / p.format(slug="shop") for p in unselected]
     assert not any(path.exists() for path in removed)

@@ -36,7 +36,7 @@ items = sa.Table(
 
 # The runner as a process of its own, so that it can be killed like a real deploy:
 # python worker.py URL WORKERS BUDGET (1: one KeysetBackfill, with a latency budget unless
-# BUDGET is "none"; more: a ParallelKeysetBackfill).
+# BUDGET is "none"; more: a ParallelKeysetBackfill), its progress logged after every batch.
 WORKER = """
 import asyncio, logging, sys
 import sqlalchemy as sa
@@ -56,7 +56,8 @@ budget = None if sys.argv[3] == "none" else float(sys.argv[3])
 def run(connection):
     KeysetBackfill(connection.execution_options(isolation_level="AUTOCOMMIT"), items,
                    items.c.id, values, items.c.doubled.is_(None), batch_size=25, budget=budget,
-                   connect_args={"server_settings": settings}).run()
+                   budget_min_rate=0,  # no floor: the budget's slow start leaves time to kill
+                   connect_args={"server_settings": settings}, progress_seconds=0).run()
 
 async def main():
     engine = create_async_engine(sys.argv[1], connect_args={"server_settings": settings})
@@ -69,7 +70,7 @@ if workers == 1:
 else:
     ParallelKeysetBackfill(make_url(sys.argv[1]), items, items.c.id, values,
                            items.c.doubled.is_(None), workers=workers, batch_size=25,
-                           connect_args={"server_settings": settings}).run()
+                           connect_args={"server_settings": settings}, progress_seconds=0).run()
 """
 
 

@@ -2,11 +2,14 @@
 render's `make backfill`), required later."""
 
 import asyncio
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from pglast import split
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import URL
 
 from alembic_pgsafe.backfill_jobs import (
@@ -308,11 +312,16 @@ def rows_locked_after(url: URL, key: int) -> Iterator[None]:
         loop.close()
 
 
-def start_runner(url: URL) -> subprocess.Popen[str]:
-    command, env = backfill_command("run", database_url=url)
-    env |= {"MIGRATION_BATCH_SIZE": str(BATCH), "MIGRATION_LOCK_TIMEOUT": "2min"}
+def start_runner(url: URL, *args: str, **env: str) -> subprocess.Popen[str]:
+    command, environment = backfill_command("run", *args, database_url=url)
+    environment |= {"MIGRATION_BATCH_SIZE": str(BATCH), "MIGRATION_LOCK_TIMEOUT": "2min"} | env
     return subprocess.Popen(
-        command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=PROJECT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -329,11 +338,11 @@ def wait_until_blocked(url: URL, runner: subprocess.Popen[str]) -> None:
 
 
 @contextmanager
-def runner_held_at(url: URL, key: int) -> Iterator[subprocess.Popen[str]]:
+def runner_held_at(url: URL, key: int, *args: str, **env: str) -> Iterator[subprocess.Popen[str]]:
     """`make backfill` started, its batches committed up to ``key``, and waiting on the next
     one (rows an application transaction holds) until the block ends."""
     with rows_locked_after(url, key):
-        runner = start_runner(url)
+        runner = start_runner(url, *args, **env)
         wait_until_blocked(url, runner)
         yield runner
 
@@ -400,3 +409,62 @@ def test_a_killed_runner_resumes_from_its_stored_key(scheduled: URL) -> None:
     assert f"{JOB}: finished, {ROWS} rows filled" in output
     assert every_row_filled_once(url)
     assert job(url) == ("finished", str(ROWS), ROWS)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    """The runner's metrics: (name, its backfill or state label) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, sample.labels.get("backfill_budget_state") or sample.labels["backfill"]): (
+            sample.value
+        )
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if "backfill" in sample.labels
+    }
+
+
+@pytest.mark.slow
+def test_a_running_backfill_serves_its_metrics_and_logs_json_events(scheduled: URL) -> None:
+    url, port = scheduled, free_port()
+    progress = {"LOG_FORMAT": "json", "MIGRATION_PROGRESS_SECONDS": "0"}
+    with runner_held_at(url, 2000, "--metrics-port", str(port), **progress) as runner:
+        metrics = scrape(port)
+    output = runner.communicate(timeout=120)[0]
+
+    assert metrics[("backfill_rows_done", JOB)] == 2000
+    assert metrics[("backfill_rows_planned", JOB)] == ROWS
+    assert metrics[("backfill_batches", JOB)] == 2000 / BATCH
+    assert metrics[("backfill_batch_size_rows", JOB)] == BATCH
+    assert metrics[("backfill_rows_per_second", JOB)] > 0
+    assert metrics[("backfill_pause_seconds", JOB)] == 0
+    assert metrics[("backfill_budget_state", "off")] == 1
+    assert metrics[("backfill_budget_state", "pacing")] == 0
+    assert runner.returncode == 0, output
+    lines = [json.loads(line) for line in output.splitlines()]
+    done = [line["rows_done"] for line in lines if line.get("event") == "backfill.progress"]
+    assert done == list(range(BATCH, ROWS + 1, BATCH))
+    finished = [line for line in lines if line.get("event") == "backfill.finished"]
+    assert [(line["backfill"], line["rows_done"]) for line in finished] == [(JOB, ROWS)]
+    with pytest.raises(OSError, match="Connection refused"):  # served only while it runs
+        scrape(port)
+
+
+def test_a_metrics_port_in_use_is_one_line(migrated_database: URL) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))  # noqa: S104 (where the runner would listen)
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_backfills("run", "--metrics-port", str(port), database_url=migrated_database)
+
+    assert result.returncode == 2
+    assert (
+        result.stderr == f"backfill: cannot serve metrics on port {port}: Address already in use\n"
+    )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL
 
+from alembic_pgsafe import bench as bench_module
 from tests.conftest import PROJECT, TOOLKIT, as_admin, run_blocking
 
 pytestmark = pytest.mark.slow  # the benchmark runs every strategy: pytest -m slow
@@ -106,3 +107,20 @@ def test_benchmark_refuses_unknown_strategies() -> None:
 
     assert result.returncode == 2
     assert "unknown strategies ['magic']" in result.stderr
+
+
+def test_off_a_terminal_progress_is_a_line_every_few_seconds(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(bench_module, "PROGRESS_LINE_SECONDS", 0.0)
+    with bench_module.progress_bar(2_000, "  batches") as bar:  # stderr is captured: not a terminal
+        bar.update(500)
+        bar.update(1_500)
+    monkeypatch.setattr(bench_module, "PROGRESS_LINE_SECONDS", 3600.0)
+    quiet = bench_module.progress_bar(2_000, "  batches")
+    quiet.update(2_000)
+
+    assert isinstance(bar, bench_module.ProgressLines)
+    assert capsys.readouterr().err == (
+        "  batches: 500/2,000 rows (25%)\n  batches: 2,000/2,000 rows (100%)\n"
+    )

@@ -43,6 +43,11 @@ def pytest_configure(config: pytest.Config) -> None:
     script = ScriptDirectory.from_config(Config(PROJECT_ROOT / "alembic.ini"))
     if several := heads_message(script):
         raise pytest.UsageError(several)
+{%- if cookiecutter.tracing == "otlp" %}
+    # No collector listens in a test run: the apps' traces go nowhere (test_tracing.py keeps
+    # its own in memory).
+    os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
+{%- endif %}
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ from alembic import op
 from sqlalchemy import URL, Connection
 from sqlalchemy.pool import NullPool
 
-from alembic_pgsafe.budget import LatencyBudget, sibling_url
+from alembic_pgsafe.budget import DEFAULT_MIN_RATE, LatencyBudget, sibling_url
 from alembic_pgsafe.connect import create_engine
 from alembic_pgsafe.helpers import (
     MigrationSafetyError,
@@ -37,6 +37,7 @@ from alembic_pgsafe.helpers import (
 from alembic_pgsafe.settings import MigrationSettings, command_name, size_bytes
 
 __all__ = [
+    "BUDGET_STATES",
     "GENTLE_BATCH_SIZE",
     "MEGABYTE",
     "OFFLINE_BATCH_SIZE",
@@ -44,6 +45,8 @@ __all__ = [
     "WAL_POSITION",
     "WAL_REPORT_SECONDS",
     "WORST_REPLICA",
+    "BatchObserver",
+    "BatchReport",
     "KeysetBackfill",
     "ParallelKeysetBackfill",
     "Progress",
@@ -60,6 +63,7 @@ __all__ = [
     "delete_in_batches",
     "key_slices",
     "latency_budget",
+    "observing_batches",
     "offline_backfill",
 ]
 
@@ -127,6 +131,110 @@ class Progress:
         return (
             f"{self.label}: {self.done}/{self.total} rows ({share:.1f}%), {self.rate:.0f} rows/s,"
             f" ETA {eta:.1f} s, next batch {batch_size}"
+        )
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """Where a backfill stands after a batch: what its log events and metrics say."""
+
+    label: str
+    rows_done: int
+    rows_total: int
+    rows_per_second: float
+    batches: int
+    batch_size: int
+    pause_seconds: float
+    budget_state: str
+    """``off`` (no latency budget), ``pacing`` (the budget sizes the batches), ``pausing``
+    (batches at their smallest, with pauses between), ``floor`` (the load would slow it more:
+    its minimum rate holds it)."""
+
+    @classmethod
+    def of(
+        cls, progress: Progress, batch_size: int, pause_seconds: float, state: str
+    ) -> "BatchReport":
+        return cls(
+            label=progress.label,
+            rows_done=progress.done,
+            rows_total=progress.total,
+            rows_per_second=progress.rate,
+            batches=progress.batches,
+            batch_size=batch_size,
+            pause_seconds=pause_seconds,
+            budget_state=state,
+        )
+
+    def fields(self, event: str) -> dict[str, Any]:
+        remaining = max(self.rows_total - self.rows_done, 0)
+        rate = self.rows_per_second
+        return {
+            "event": event,
+            "backfill": self.label,
+            "rows_done": self.rows_done,
+            "rows_total": self.rows_total,
+            "rows_per_second": round(rate, 1),
+            "eta_seconds": round(remaining / rate, 1) if rate > 0 else None,
+            "batches": self.batches,
+            "batch_size": self.batch_size,
+            "pause_seconds": round(self.pause_seconds, 4),
+            "budget_state": self.budget_state,
+        }
+
+
+BatchObserver = Callable[[BatchReport], None]
+_observers: list[BatchObserver] = []
+
+
+@contextmanager
+def observing_batches(observer: BatchObserver) -> Iterator[None]:
+    """Call ``observer`` after every batch of every backfill run meanwhile (any thread): how
+    ``backfill run --metrics-port`` exports its progress."""
+    _observers.append(observer)
+    try:
+        yield
+    finally:
+        _observers.remove(observer)
+
+
+BUDGET_STATES = ("off", "pacing", "pausing", "floor")
+"""What :func:`budget_state` says."""
+
+
+def budget_state(budget: LatencyBudget | None) -> str:
+    if budget is None:
+        return "off"
+    if budget.at_floor:
+        return "floor"
+    return "pausing" if budget.pause > 0 else "pacing"
+
+
+@dataclass
+class ProgressLog:
+    """Logs a backfill's progress every ``every`` seconds, not every batch, with its fields
+    (event ``backfill.progress``); tells the observers every batch."""
+
+    every: float
+    _last: float = field(default_factory=time.monotonic)
+
+    def batch(self, report: BatchReport, progress: Progress, *, log_it: bool = True) -> None:
+        for observer in list(_observers):
+            observer(report)
+        now = time.monotonic()
+        if log_it and now - self._last >= self.every:
+            self._last = now
+            fields = report.fields("backfill.progress")
+            log.info("%s", progress.line(report.batch_size), extra=fields)
+
+    def finished(self, report: BatchReport, seconds: float) -> None:
+        fields = report.fields("backfill.finished") | {"duration_seconds": round(seconds, 3)}
+        log.info(
+            "%s: %d rows in %.1f s (%d batches)",
+            report.label,
+            report.rows_done,
+            seconds,
+            report.batches,
+            extra=fields,
         )
 
 
@@ -338,6 +446,10 @@ class KeysetBackfill:
     backfill (a canary connection measures them); None: batches adapt to their duration only."""
     connect_args: dict[str, Any] = field(default_factory=dict)
     """For the budget's canary connection (the runner's own comes ready)."""
+    budget_min_rate: float = DEFAULT_MIN_RATE
+    """Rows per second the budget never slows the batches below (0: no floor)."""
+    progress_seconds: float = 5.0
+    """Progress is logged at most this often (and at the end)."""
 
     def batch_end(self, after: Any) -> Any:
         """The key of the last row of the batch after key ``after`` (None when no row is left)."""
@@ -368,6 +480,7 @@ class KeysetBackfill:
             min_size=self.min_size,
             max_size=self.max_size,
             target_seconds=self.target_seconds or TARGET_BATCH_SECONDS,
+            min_rate=self.budget_min_rate,
             connect_args=self.connect_args,
         )
 
@@ -389,11 +502,20 @@ class KeysetBackfill:
             rows, size = progress.total, self.batch_size
             log.info("%s: %d rows to fill, batches of %d", self.label, rows, size)
         budget = self.latency_budget(progress.total)
+        reports = ProgressLog(self.progress_seconds)
         with budget or nullcontext():
-            self._batches(progress, budget)
+            self._batches(progress, budget, reports)
+        if self.log_batches:
+            reports.finished(self.report(progress, budget), time.monotonic() - progress.started)
         return progress
 
-    def _batches(self, progress: Progress, budget: LatencyBudget | None) -> None:
+    def report(self, progress: Progress, budget: LatencyBudget | None) -> BatchReport:
+        pause = max(self.pause_seconds, budget.pause if budget is not None else 0.0)
+        return BatchReport.of(progress, self.batch_size, pause, budget_state(budget))
+
+    def _batches(
+        self, progress: Progress, budget: LatencyBudget | None, reports: ProgressLog
+    ) -> None:
         after: Any = self.start_after
         while True:
             if self.should_stop is not None and self.should_stop():
@@ -421,7 +543,7 @@ class KeysetBackfill:
             progress.last_key = after = until
             self._resize(seconds, budget)
             if self.log_batches:
-                log.info("%s", progress.line(self.batch_size))
+                reports.batch(self.report(progress, budget), progress)
             if self.on_batch is not None:
                 self.on_batch(progress)
             pause = max(self.pause_seconds, budget.pause if budget is not None else 0.0)
@@ -476,6 +598,8 @@ class ParallelKeysetBackfill:
     throttle: Throttle | None = None
     batch_timeout: str | None = None
     connect_args: dict[str, Any] = field(default_factory=dict)
+    progress_seconds: float = 5.0
+    """Progress over all workers is logged at most this often (and at the end)."""
 
     def _engine(self) -> Any:
         return create_engine(self.url, poolclass=NullPool, connect_args=self.connect_args)
@@ -528,6 +652,10 @@ class ParallelKeysetBackfill:
         lock = threading.Lock()
         stop = threading.Event()
         errors: list[BaseException] = []
+        reports = ProgressLog(self.progress_seconds)
+
+        def report() -> BatchReport:
+            return BatchReport.of(shared, self.batch_size, self.pause_seconds, "off")
 
         def worker(after: Any, until: Any) -> None:
             reported = 0
@@ -539,7 +667,7 @@ class ParallelKeysetBackfill:
                     shared.batches += 1
                     shared.longest_batch = max(shared.longest_batch, progress.longest_batch)
                     reported = progress.done
-                    log.info("%s", shared.line(self.batch_size))
+                    reports.batch(report(), shared)
 
             def run(connection: Connection) -> Progress:
                 runner = KeysetBackfill(
@@ -574,6 +702,7 @@ class ParallelKeysetBackfill:
             thread.join()
         if errors:
             raise errors[0]
+        reports.finished(report(), time.monotonic() - shared.started)
         return shared
 
 
@@ -653,6 +782,8 @@ def backfill_in_batches(
             pause_seconds=pause_seconds,
             throttle=backfill_throttle(settings),
             budget=factor,
+            budget_min_rate=settings.backfill_budget_min_rate,
+            progress_seconds=settings.progress_seconds,
         )
         if workers > 1 and wanted is not None:
             log.info(
@@ -678,6 +809,7 @@ def backfill_in_batches(
                 pause_seconds=pause_seconds,
                 throttle=runner.throttle,
                 batch_timeout=settings.backfill_batch_timeout,
+                progress_seconds=settings.progress_seconds,
             ).run()
         return runner.run()
 

@@ -51,6 +51,7 @@ from alembic_pgsafe.helpers import (
     migration_settings,
     set_timeouts,
 )
+from alembic_pgsafe.logs import configure_logging
 from alembic_pgsafe.settings import DatabaseSettings, MigrationSettings, command_name, get_settings
 
 __all__ = [
@@ -382,6 +383,8 @@ def _run_locked(connection: Connection, name: str, settings: MigrationSettings) 
         throttle=backfill_throttle(settings),
         start_after=after,
         budget=factor,
+        budget_min_rate=settings.backfill_budget_min_rate,
+        progress_seconds=settings.progress_seconds,
     )
     try:
         progress = runner.run()
@@ -540,20 +543,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run every unfinished job (or those named) to the end")
     run.add_argument("names", nargs="*", help="only these jobs")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve the run's metrics for Prometheus on port N while it runs"
+        " (MIGRATION_METRICS_PORT)",
+    )
     commands.add_parser("status", help="list the jobs: state, rows, rate, ETA")
     arguments = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stdout, format="%(levelname)-5.5s [%(name)s] %(message)s"
-    )
     try:
+        configure_logging(stream=sys.stdout)
         settings = get_settings()
         url = settings.alembic_database_url
         limits = MigrationSettings()
     except (ValidationError, ValueError) as exc:
         print(f"backfill: {exc}", file=sys.stderr)
         return 2
+    port = getattr(arguments, "metrics_port", None) or limits.metrics_port
     try:
-        return asyncio.run(_main(url, arguments, settings, limits))
+        with contextlib.ExitStack() as serving:
+            if arguments.command == "run" and port is not None:
+                from alembic_pgsafe.metrics import BackfillMetrics
+
+                try:
+                    serving.enter_context(BackfillMetrics().served(port))
+                except OSError as exc:
+                    said = f"cannot serve metrics on port {port}: {exc.strerror or exc}"
+                    print(f"backfill: {said}", file=sys.stderr)
+                    return 2
+            return asyncio.run(_main(url, arguments, settings, limits))
     except KeyboardInterrupt:
         print(f"backfill: interrupted; '{RUN_COMMAND}' resumes where it stopped", file=sys.stderr)
         return 130

@@ -224,6 +224,43 @@ class Writer:
         )
 
 
+# --- progress ----------------------------------------------------------------------------------
+
+PROGRESS_LINE_SECONDS = 5.0
+"""Off a terminal (a CI log, a log collector), progress is one line this often, not a bar."""
+
+
+@dataclass
+class ProgressLines:
+    """What a progress bar says, as a plain line every :data:`PROGRESS_LINE_SECONDS`: a bar's
+    carriage returns make a log one endless line."""
+
+    total: int
+    desc: str
+    n: int = 0
+    _last: float = field(default_factory=time.monotonic)
+
+    def update(self, count: int) -> None:
+        self.n += count
+        if time.monotonic() - self._last >= PROGRESS_LINE_SECONDS:
+            self._last = time.monotonic()
+            share = 100 * self.n / self.total if self.total else 100.0
+            print(f"{self.desc}: {self.n:,}/{self.total:,} rows ({share:.0f}%)", file=sys.stderr)
+
+    def __enter__(self) -> "ProgressLines":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+def progress_bar(total: int, desc: str) -> "tqdm[Any] | ProgressLines":
+    """A tqdm bar on a terminal, else :class:`ProgressLines`."""
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=desc, unit="row", leave=False, file=sys.stderr)
+    return ProgressLines(total, desc)
+
+
 # --- the scratch table -------------------------------------------------------------------------
 
 
@@ -231,7 +268,7 @@ def create_table(connection: Connection, rows: int) -> bool:
     """A fresh, filled, vacuumed scratch table; whether a CHECKPOINT followed it."""
     items.drop(connection, checkfirst=True)
     items.create(connection)
-    with tqdm(total=rows, desc="  filling", unit="row", leave=False, file=sys.stderr) as bar:
+    with progress_bar(rows, "  filling") as bar:
         for start in range(0, rows, FILL_CHUNK):
             count = min(FILL_CHUNK, rows - start)
             numbers = sa.select(sa.func.generate_series(start + 1, start + count))
@@ -363,7 +400,7 @@ def _keyset(
     target: float | None,
     budget: float | None = None,
 ) -> tuple[int, float, str]:
-    bar = tqdm(total=args.rows, desc="  batches", unit="row", leave=False, file=sys.stderr)
+    bar = progress_bar(args.rows, "  batches")
     with bar, autocommit(connection):
 
         def advance(progress: Progress) -> None:
@@ -439,7 +476,7 @@ def limit_loop(connection: Connection, args: argparse.Namespace) -> tuple[int, f
     """The LIMIT loop: each batch searches again for pending rows from the start."""
     update = limit_loop_statement(args.batch_size)
     done, longest, batches = 0, 0.0, 0
-    bar = tqdm(total=args.rows, desc="  batches", unit="row", leave=False, file=sys.stderr)
+    bar = progress_bar(args.rows, "  batches")
     with bar, autocommit(connection):
         while True:
             started = time.monotonic()
@@ -458,7 +495,8 @@ def orm_loop(connection: Connection, args: argparse.Namespace) -> tuple[int, flo
     longest = 0.0
     with Session(bind=connection) as session:
         query = sa.select(Item).where(Item.doubled.is_(None)).order_by(Item.id).limit(sample)
-        for item in tqdm(session.scalars(query).all(), desc="  rows", leave=False, file=sys.stderr):
+        items_ = session.scalars(query).all()
+        for item in tqdm(items_, desc="  rows", leave=False, file=sys.stderr, disable=None):
             started = time.monotonic()
             item.doubled = item.n * 2
             session.commit()

@@ -245,6 +245,8 @@ class LatencyBudget:
     _last_call: float = 0.0
     _floor_logged_at: float = -math.inf
     floor_held: int = 0
+    at_floor: bool = False
+    """Whether the floor set the pace of the last batch."""
     """Batches whose pace the floor held up (the budget alone would have gone slower)."""
 
     @property
@@ -331,7 +333,7 @@ class LatencyBudget:
         # the pace that holds the floor is the last one scaled by how far below it it went.
         rate = size / cycle if cycle > 0 else math.inf
         floor = self._pace * min(FLOOR_MAX_RAISE, self.min_rate / rate) if self.min_rate else 0.0
-        held = floor > pace
+        held = self.at_floor = floor > pace
         pace = max(pace, floor)
         if batch_seconds > self.target_seconds:  # the time cap holds in any case
             pace = min(pace, size * self.target_seconds / batch_seconds)

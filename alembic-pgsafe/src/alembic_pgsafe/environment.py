@@ -66,6 +66,7 @@ from alembic_pgsafe.helpers import (
     set_timeouts,
 )
 from alembic_pgsafe.history import heads_message
+from alembic_pgsafe.logs import RevisionEvents, configure_logging, log_settings
 from alembic_pgsafe.settings import (
     DEFAULT_CONNECT_TIMEOUT,
     PROJECT_ROOT,
@@ -105,6 +106,7 @@ def run_migrations(target_metadata: MetaData, *, include_name: IncludeName | Non
     config = context.config
     if config.config_file_name is not None and config.attributes.get("configure_logger", True):
         fileConfig(config.config_file_name, disable_existing_loggers=False)
+        _log_as_the_service_does()
     handed_in = config.attributes.get("target_metadata")
     models = handed_in if isinstance(handed_in, MetaData) else target_metadata
     options = _options(
@@ -116,6 +118,17 @@ def run_migrations(target_metadata: MetaData, *, include_name: IncludeName | Non
         _run_offline(options)
     else:
         _run_online(options)
+
+
+def _log_as_the_service_does() -> None:
+    """``LOG_FORMAT=json`` (a container's default): every line of the run as the service writes
+    its own, one JSON object with fields, instead of alembic.ini's text format."""
+    try:
+        settings = log_settings()
+    except SettingsError as exc:
+        raise SystemExit(f"FAILED: {exc}") from None
+    if settings.log_format == "json":
+        configure_logging("json", level=settings.log_level)
 
 
 def run_offline(target_metadata: MetaData | None = None) -> None:
@@ -142,7 +155,7 @@ def _options(target_metadata: MetaData, include_name: IncludeName | None) -> dic
         # applied and recorded, and autocommit_block() (CREATE INDEX CONCURRENTLY) works inside.
         "transaction_per_migration": True,
         # What a revision's helpers committed on their own is noted until it is applied.
-        "on_version_apply": forget_committed_steps,
+        "on_version_apply": (forget_committed_steps,),
     }
 
 
@@ -226,11 +239,12 @@ def _do_run_migrations(
     if owned:
         # configure() must find no open transaction, or autocommit_block() cannot work.
         connection.commit()
+    events = RevisionEvents()
     context.configure(
         connection=connection,
         process_revision_directives=_write_revision,
         migration_settings=limits,
-        **options,
+        **options | {"on_version_apply": (*options["on_version_apply"], events.applied)},
     )
     # A database at a revision a baseline squashed: Alembic alone would say it cannot locate it.
     if behind := behind_baseline(context.script, context.get_context().get_current_heads()):
@@ -238,8 +252,16 @@ def _do_run_migrations(
     if owned:
         connection.commit()  # that read began a transaction: each migration begins its own
     forget_committed_steps()
-    with context.begin_transaction():
-        context.run_migrations()
+    migration_log = logging.getLogger("alembic.runtime.migration")
+    migration_log.addFilter(events)
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+    except BaseException as exc:
+        events.failed(exc)
+        raise
+    finally:
+        migration_log.removeFilter(events)
 
 
 def _run_under_deploy_lock(

@@ -237,8 +237,22 @@ def with_lock_retry(step: Callable[[], T], *, table: str, attempts: int | None =
             if not is_lock_timeout(exc):
                 raise
             holders = describe_lock_holders(connection, table)
+            pause = min(8.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
             log.warning(
-                "lock on %s not granted (attempt %d/%d): %s", table, attempt, attempts, holders
+                "lock on %s not granted (attempt %d/%d): %s",
+                table,
+                attempt,
+                attempts,
+                holders,
+                extra={
+                    "event": "migration.lock_retry",
+                    "table": table,
+                    "attempt": attempt,
+                    "attempts": attempts,
+                    "lock_timeout": migration_settings().lock_timeout,
+                    "held_by": holders,
+                    "retry_in_seconds": round(pause, 3) if attempt < attempts else None,
+                },
             )
             if attempt == attempts:
                 msg = (
@@ -247,7 +261,7 @@ def with_lock_retry(step: Callable[[], T], *, table: str, attempts: int | None =
                     " Retry when that session is done, or end it (pg_terminate_backend)."
                 )
                 raise MigrationSafetyError(msg) from exc
-            time.sleep(min(8.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311
+            time.sleep(pause)
         else:
             if savepoint is not None:
                 savepoint.commit()
@@ -347,7 +361,10 @@ def deploy_lock(connection: Connection, key: int, *, wait_seconds: float) -> Ite
             msg = f"another deploy held the migration lock for over {wait_seconds:.0f} s"
             raise MigrationSafetyError(msg)
         if not announced:
-            log.info("another deploy is migrating this database: waiting for it")
+            log.info(
+                "another deploy is migrating this database: waiting for it",
+                extra={"event": "migration.deploy_lock_wait", "wait_limit_seconds": wait_seconds},
+            )
             announced = True
         time.sleep(0.2)
     try:

@@ -288,6 +288,18 @@ class MigrationSettings(BaseSettings):
     """Backfills size their batches to keep the application's commits within this many times
     what they took before the backfill (``2``; a canary connection times them); ``off``: batches
     are the call's. Unset: each call's ``budget`` (none unless it gives one)."""
+    backfill_budget_min_rate: float = Field(default=10_000, ge=0)
+    """Rows per second the latency budget never slows a backfill below (its floor; ``0``: no
+    floor), logged once a minute while it holds the pace up: a server busy with other work
+    keeps the canary over any budget (see DEFAULT_MIN_RATE in ``budget.py`` for the default)."""
+    progress_seconds: float = Field(default=5.0, ge=0, le=3600)
+    """A running backfill logs its progress (event ``backfill.progress``: rows done, rate, ETA,
+    batch size) at most this often, and once at its end: a log collector gets a line every few
+    seconds, not one per batch (0: after every batch)."""
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """``alembic-pgsafe backfill run`` serves its metrics (rows done, rows per second, batch
+    size, pause, the latency budget's state) for Prometheus on this port while it runs
+    (``--metrics-port``); unset: none."""
 
     @classmethod
     def settings_customise_sources(

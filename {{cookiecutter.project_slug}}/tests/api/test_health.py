@@ -4,7 +4,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from alembic_pgsafe.connect import where
 from httpx import AsyncClient
-from sqlalchemy import URL
+from sqlalchemy import URL, text
 
 from {{ cookiecutter.project_slug }}.main import create_app
 
@@ -16,7 +16,7 @@ from tests.api.outage import (
     failing_database,
     impatient_settings,
 )
-from tests.conftest import alembic_config, migrate, revisions
+from tests.conftest import alembic_config, connect, migrate, revisions, run_blocking
 from tests.servers import free_port
 
 
@@ -59,6 +59,35 @@ async def test_health_is_503_with_both_revisions_when_migrations_are_pending(
     assert body["status"] == "migrations pending"
     head = script().get_current_head()
     assert body["revision"] == {"current": BEHIND_HEAD, "head": [head]}
+
+
+@pytest.fixture
+def database_ahead_of_head(create_database: Callable[[], URL]) -> URL:
+    """A database a newer release migrated: at a revision this release does not have."""
+    url = create_database()
+    migrate(url, "head")
+
+    async def stamp_unknown() -> None:
+        async with connect(url) as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = 'newer'"))
+            await connection.commit()
+
+    run_blocking(stamp_unknown())
+    return url
+
+
+async def test_health_is_ok_when_a_newer_release_migrated_the_database(
+    database_ahead_of_head: URL,
+) -> None:
+    """The release still serving keeps its traffic while the new one rolls out."""
+    async with serve(create_app(settings_for(database_ahead_of_head))) as client:
+        response = await client.get("/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    head = script().get_current_head()
+    assert body["revision"] == {"current": ["newer"], "head": [head], "ahead": True}
 
 
 async def test_health_is_503_when_the_database_is_unreachable(migrated_database: URL) -> None:

@@ -76,7 +76,13 @@ def log_database_failure(request: Request, failure: ConnectionFailure) -> None:
         request.method,
         request.url.path,
         failure.line(target),
-        extra={"database_cause": failure.cause},
+        extra={
+            "event": "request.database_unavailable",
+            "method": request.method,
+            "path": request.url.path,
+            "status": 503,
+            "database_cause": failure.cause,
+        },
     )
 
 

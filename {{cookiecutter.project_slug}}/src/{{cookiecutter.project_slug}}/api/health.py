@@ -1,10 +1,15 @@
 """``GET /health``: is the database reachable, and is its schema at the migrations' head?
 
+200 at the head, and when the database is ahead of it (a newer release migrated it: this one
+keeps serving until the rollout replaces it); 503 with the revisions while migrations are
+pending.
+
 When the database cannot be used, the answer says why in ``database`` (``unreachable``,
 ``authentication failed``, ``tls failed``...): a wrong password is fixed in a secret, a host
 that does not answer somewhere else.
 """
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,13 +50,41 @@ DATABASE_STATE: dict[Cause, str] = {
 
 
 @lru_cache
+def _script(alembic_ini: Path) -> ScriptDirectory:
+    return ScriptDirectory.from_config(Config(alembic_ini))
+
+
 def _expected_heads(alembic_ini: Path) -> list[str]:
-    script = ScriptDirectory.from_config(Config(alembic_ini))
-    return sorted(script.get_heads())
+    return sorted(_script(alembic_ini).get_heads())
 
 
 def _current_heads(connection: Connection) -> list[str]:
     return sorted(MigrationContext.configure(connection).get_current_heads())
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """The database's revision against this release's head."""
+
+    current: list[str]
+    head: list[str]
+    pending: int
+    """Revisions of this release the database lacks (0 at the head, or ahead of it)."""
+    ahead: bool
+    """The database is at a revision this release does not know: a newer release migrated it
+    (its expand step keeps this one working until the rollout replaces it)."""
+
+
+def schema_state(connection: Connection, alembic_ini: Path) -> SchemaState:
+    script = _script(alembic_ini)
+    current = _current_heads(connection)
+    head = _expected_heads(alembic_ini)
+    known = {revision.revision for revision in script.walk_revisions()}
+    if any(revision not in known for revision in current):
+        return SchemaState(current, head, 0, ahead=True)
+    lacking = script.iterate_revisions("heads", tuple(current) or "base")
+    pending = sum(1 for revision in lacking if revision.revision not in current)
+    return SchemaState(current, head, pending, ahead=False)
 
 
 @router.get("/health")
@@ -59,10 +92,9 @@ async def health(
     request: Request, session: Annotated[AsyncSession, Depends(get_session)]
 ) -> JSONResponse:
     settings: Settings = request.app.state.settings
-    expected = _expected_heads(settings.alembic_ini)
     try:
         connection = await session.connection()
-        current = await connection.run_sync(_current_heads)
+        state = await connection.run_sync(schema_state, settings.alembic_ini)
     except (SQLAlchemyError, OSError) as exc:
         failure = database_failure(exc)
         if failure is None:  # not a database that is out of reach: a 500 with its traceback
@@ -76,10 +108,14 @@ async def health(
             database=DATABASE_STATE[failure.cause],
             cause=failure.cause,
         )
-    at_head = current == expected
+    # Ready at the head, and ahead of it: during a deploy the release still serving keeps
+    # serving once the new release's migrations ran (they keep the old schema working).
+    ready = state.pending == 0
     body: dict[str, Any] = {
-        "status": "ok" if at_head else "migrations pending",
+        "status": "migrations pending" if not ready else "ok",
         "database": "ok",
-        "revision": {"current": current, "head": expected},
+        "revision": {"current": state.current, "head": state.head},
     }
-    return JSONResponse(status_code=200 if at_head else 503, content=body)
+    if state.ahead:
+        body["revision"]["ahead"] = True
+    return JSONResponse(status_code=200 if ready else 503, content=body)
