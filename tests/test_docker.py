@@ -230,7 +230,11 @@ def test_migrate_applies_the_migrations_once_and_fails_with_alembics_message(
     url = ["--network=host", "-e", f"DATABASE_URL={conflicting}"]
     failed = docker.run("run", "--rm", *url, image.name, "migrate")
     assert failed.returncode != 0
-    assert 'relation "users" already exists' in failed.stderr
+    # Alembic's last word on stdout; on stderr the same as a JSON log line (the image's format).
+    assert 'relation "users" already exists' in failed.stdout
+    logged = [json.loads(line) for line in failed.stderr.splitlines() if line.startswith("{")]
+    assert any('relation "users" already exists' in line["message"] for line in logged)
+    assert logged[-1]["level"] == "ERROR"
 
 
 def get(url: str) -> tuple[int, dict[str, Any]]:

@@ -118,7 +118,7 @@ def test_a_refused_lock_and_the_revision_it_failed_are_events(
     code, stderr = run_blocking(held())
 
     assert code != 0
-    records = json_lines(stderr)  # Alembic's FAILED line too: its logger's record
+    records = json_lines(stderr)  # Alembic's error too (its FAILED line goes to stdout)
     assert records[-1]["level"] == "ERROR"
     assert records[-1]["message"].startswith("could not lock logged_items after 2 attempts")
     retries = events(records, "migration.lock_retry")

@@ -38,6 +38,9 @@ def _accepted(value: str) -> bool:
 def setup_logging() -> None:
     """Every logger through one handler, in ``LOG_FORMAT``, with the request's id."""
     configure_logging(filters=[RequestId()])
+    # /health and /metrics read the database's revision through Alembic, which says at INFO
+    # how it would migrate ("Context impl PostgresqlImpl."): nothing the app does.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 
 def add_request_ids(app: FastAPI) -> None:
