@@ -1,2 +1,10 @@
-"""What the service tells the platform it runs on: logs (``logs``){% if cookiecutter.metrics == "yes" %}, Prometheus metrics
-(``metrics``){% endif %}{% if cookiecutter.tracing == "otlp" %}, OpenTelemetry traces (``tracing``){% endif %}."""
+"""What the service tells the platform it runs on.
+
+- ``logs``: one JSON or text line per record, with the request's id
+{%- if cookiecutter.metrics == "yes" %}
+- ``metrics``: Prometheus metrics on ``/metrics``
+{%- endif %}
+{%- if cookiecutter.tracing == "otlp" %}
+- ``tracing``: OpenTelemetry traces of requests and their SQL
+{%- endif %}
+"""
