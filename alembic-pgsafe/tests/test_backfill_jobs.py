@@ -35,6 +35,7 @@ from tests.conftest import (
     run_scheduled_backfills,
 )
 from tests.scratch import ScratchChain, scratch_chain
+from tests.servers import free_port
 
 JOB = "jobs_items.doubled"
 TABLE = """
@@ -409,12 +410,6 @@ def test_a_killed_runner_resumes_from_its_stored_key(scheduled: URL) -> None:
     assert f"{JOB}: finished, {ROWS} rows filled" in output
     assert every_row_filled_once(url)
     assert job(url) == ("finished", str(ROWS), ROWS)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def scrape(port: int) -> dict[tuple[str, str], float]:
